@@ -1,0 +1,3 @@
+from honeyjet.cli import main
+
+raise SystemExit(main())

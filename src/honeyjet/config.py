@@ -1,0 +1,167 @@
+"""Typed settings: packaged defaults < operator TOML file < environment < command line.
+
+Every layer is a nested mapping ``{section: {key: value}}``. Layers are merged key by
+key, then validated once. Any problem becomes a :class:`ConfigError` whose message
+names the offending key and where it came from, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "HONEYJET_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator (one line)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SensorSettings(_Section):
+    name: str = Field(default="", max_length=128)
+    data_dir: Path = Path("honeyjet-data")
+    bind: str = Field(default="0.0.0.0", min_length=1)
+    port_offset: int = Field(default=0, ge=-65535, le=65535)
+    persona: str = Field(default="hp-laserjet-4250", min_length=1)
+    strict_events: bool = False
+
+
+class LimitSettings(_Section):
+    sessions_total: int = Field(default=4096, ge=1)
+    sessions_per_source: int = Field(default=64, ge=1)
+    idle_timeout: float = Field(default=270.0, gt=0)
+    session_bytes: int = Field(default=256 * 2**20, ge=1024)
+    line_length: int = Field(default=8192, ge=256, le=2**20)
+    job_bytes: int = Field(default=64 * 2**20, ge=0)
+    transcript_bytes: int = Field(default=64 * 2**20, ge=0)
+    disk_quota: int = Field(default=10 * 2**30, ge=0)
+    events_per_session: int = Field(default=20000, ge=10)
+
+
+class ServiceSettings(_Section):
+    enabled: bool = True
+    port: int = Field(ge=1, le=65535)
+
+
+class StoreSettings(_Section):
+    json_log: bool = True
+    database: bool = True
+    database_url: str = ""
+    fsync: bool = False
+
+
+class Settings(_Section):
+    sensor: SensorSettings
+    limits: LimitSettings
+    pjl: ServiceSettings
+    store: StoreSettings
+
+    @property
+    def sensor_name(self) -> str:
+        return self.sensor.name or socket.gethostname()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.sensor.data_dir.expanduser().resolve()
+
+    def listen_port(self, service: ServiceSettings) -> int:
+        return service.port + self.sensor.port_offset
+
+    @property
+    def database_url(self) -> str:
+        return self.store.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'honeyjet.db'}"
+
+
+def packaged_defaults() -> dict[str, Any]:
+    text = resources.files("honeyjet").joinpath("defaults.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _merge(base: dict[str, Any], layer: Mapping[str, Any], origin: str) -> None:
+    for section, values in layer.items():
+        if section not in base:
+            raise ConfigError(f"config error: unknown section [{section}] ({origin})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config error: [{section}] must be a table ({origin})")
+        for key, value in values.items():
+            if key not in base[section]:
+                raise ConfigError(f"config error: unknown key {section}.{key} ({origin})")
+            base[section][key] = value
+
+
+def read_toml_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config error: file not found: {path}") from None
+    except PermissionError:
+        raise ConfigError(f"config error: cannot read {path}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config error: {path} is a directory, not a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config error: {path} is not UTF-8 text") from None
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``HONEYJET_<SECTION>__<KEY>`` variables as a layer (other HONEYJET_* are ignored)."""
+    layer: dict[str, dict[str, Any]] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        layer.setdefault(section, {})[key] = _env_value(raw)
+    return layer
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build validated settings from every layer.
+
+    ``config_file`` is the operator file; when None, ``<data_dir>/honeyjet.toml`` is used
+    if it exists (data_dir as set by the environment or ``overrides``, else the default).
+    """
+    env = os.environ if env is None else env
+    merged = packaged_defaults()
+    env_cfg = env_layer(env)
+    over = {s: dict(v) for s, v in (overrides or {}).items()}
+    if config_file is None:
+        data_dir = over.get("sensor", {}).get("data_dir") or env_cfg.get("sensor", {}).get("data_dir")
+        candidate = Path(str(data_dir or merged["sensor"]["data_dir"])).expanduser() / "honeyjet.toml"
+        if candidate.is_file():
+            config_file = candidate
+    if config_file is not None:
+        _merge(merged, read_toml_file(config_file), str(config_file))
+    _merge(merged, env_cfg, "environment")
+    _merge(merged, over, "command line")
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        origin = f" (file {config_file})" if config_file else ""
+        raise ConfigError(f"config error: {key} = {value!r}: {err['msg']}{origin}") from None

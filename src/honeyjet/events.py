@@ -1,0 +1,360 @@
+"""The event catalogue, the event record and the bus that fans events out to sinks.
+
+Every event id honeyjet can emit is declared here, with each field it may carry. The
+documentation (``docs/events.md``) lists the same ids and fields, and
+``tests/test_eventids.py`` fails when the two disagree or when code emits an id that
+is not in the catalogue.
+
+Identity fields (``session``, ``src_ip`` …) are bound when a session opens (see
+:mod:`honeyjet.session`) and always win over anything a protocol engine puts in
+``fields``: payload data can never overwrite who sent it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Mapping, Protocol
+
+log = logging.getLogger(__name__)
+
+COMMON_FIELDS: dict[str, str] = {
+    "eventid": "Event id from this catalogue, `honeyjet.<area>.<action>`.",
+    "event_uuid": "Random UUID of this event (hex, 32 chars); unique across sensors, used for idempotent inserts.",
+    "timestamp": "RFC 3339 UTC time with microseconds and `Z`.",
+    "sensor": "Sensor name (config `sensor.name`, default: the host name).",
+    "session": "Session id (12 hex chars), bound when the connection opened; empty for sensor-level events.",
+    "protocol": "Service that produced the event: `pjl`, `sensor`, …",
+    "src_ip": "Peer address as seen by the sensor; empty for sensor-level events.",
+    "src_port": "Peer port; 0 for sensor-level events.",
+    "dst_ip": "Local address the peer connected to.",
+    "dst_port": "Local port the peer connected to (the real listening port, offset included).",
+    "message": "One human-readable sentence; attacker text in it is escaped (`\\xNN`) and bounded.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    eventid: str
+    description: str
+    fields: Mapping[str, str]
+
+
+def _spec(eventid: str, description: str, **fields: str) -> EventSpec:
+    return EventSpec(eventid, description, fields)
+
+
+_ARTIFACT_FIELDS = {
+    "shasum": "sha256 (hex) of the stored bytes; the file is `<data>/artifacts/<shasum>`.",
+    "size": "Bytes received (may exceed the stored bytes when truncated).",
+    "stored_size": "Bytes stored in the artifact.",
+    "truncated": "True when the per-object cap or the disk quota cut the stored copy short.",
+    "duplicate": "True when an identical artifact was already stored.",
+}
+
+CATALOGUE: dict[str, EventSpec] = {
+    s.eventid: s
+    for s in [
+        _spec(
+            "honeyjet.sensor.start",
+            "The sensor started and is listening.",
+            version="honeyjet version.",
+            persona="Persona id in use.",
+            listeners="List of `proto:addr:port` strings the sensor listens on.",
+        ),
+        _spec(
+            "honeyjet.sensor.stop",
+            "The sensor is shutting down.",
+            uptime_s="Seconds since start.",
+            counters="Mapping of counter name to value (sessions, drops, limit hits).",
+        ),
+        _spec(
+            "honeyjet.session.connect",
+            "A peer opened a connection; always the first event of a session.",
+        ),
+        _spec(
+            "honeyjet.session.closed",
+            "The connection ended; always the last event of a session.",
+            duration_ms="Session length in milliseconds.",
+            bytes_in="Bytes received from the peer.",
+            bytes_out="Bytes sent to the peer.",
+            reason="Why it ended: `eof`, `idle_timeout`, `session_bytes`, `reset`, `shutdown`, `error`.",
+            transcript_shasum="sha256 of the session transcript artifact (both directions, replayable).",
+            transcript_size="Bytes in the transcript artifact.",
+            transcript_truncated="True when the transcript cap cut it short.",
+            jobs="Number of jobs captured in this session.",
+        ),
+        _spec(
+            "honeyjet.session.rejected",
+            "A connection was refused by a concurrency limit (aggregated: at most one event per source and minute).",
+            limit="`sessions_total` or `sessions_per_source`.",
+            count="Connections refused from this source since the last such event.",
+        ),
+        _spec(
+            "honeyjet.limit.hit",
+            "A configured bound was reached inside a session.",
+            limit="Which bound: `line_length`, `session_bytes`, `idle_timeout`, `job_bytes`, `disk_quota`, `events_per_session`, `ps_events`.",
+            value="The configured bound.",
+        ),
+        _spec(
+            "honeyjet.pjl.command",
+            "One PJL command line was parsed.",
+            command="Command word, upper case (`INFO`, `SET`, `FSUPLOAD`, …), or the raw first word when unknown.",
+            argument="Normalised command line without `@PJL ` (escaped, bounded).",
+            options="List of `[KEY, value]` pairs as parsed (values escaped, bounded).",
+            known="False for commands the printer does not implement (answered with silence).",
+            service_mode="True for service/NVRAM commands (SERVICEMODE, DMCMD, CLEARNVRAM, …).",
+            replied="True when the command produced a reply.",
+            truncated="True when the line exceeded the line-length bound.",
+        ),
+        _spec(
+            "honeyjet.pjl.fs",
+            "A PJL file-system operation on the virtual file system.",
+            operation="`FSQUERY`, `FSDIRLIST`, `FSUPLOAD`, `FSDOWNLOAD`, `FSAPPEND`, `FSDELETE`, `FSMKDIR` or `FSINIT`.",
+            path="The NAME the peer sent (escaped, bounded).",
+            normalized="The path inside the volume after normalisation, e.g. `0:/PJL/x`.",
+            traversal="True when the path tried to climb above the volume root (`..`) or used another escape.",
+            fileerror="HP FILEERROR code (0–27), absent on success.",
+            size="Bytes read or written, when applicable.",
+            offset="OFFSET for FSUPLOAD.",
+            shasum="sha256 of the bytes written (FSDOWNLOAD/FSAPPEND), when stored.",
+        ),
+        _spec(
+            "honeyjet.device.change",
+            "A command changed the persistent device state (display, online flag, a default variable).",
+            setting="What changed: `display`, `online`, `variable:<NAME>`, `filesystem`.",
+            old="Previous value (escaped, bounded).",
+            new="New value (escaped, bounded).",
+            via="Command that did it (`RDYMSG`, `OPMSG`, `STMSG`, `DEFAULT`, `INITIALIZE`, `FSINIT`, …).",
+        ),
+        _spec(
+            "honeyjet.job.start",
+            "A print job began arriving.",
+            job="Job number within the device's job log.",
+            language="Language as declared or sniffed: `postscript`, `pcl`, `pdf`, `text`, `http`, `binary`, …",
+            name="PJL JOB NAME, when given (escaped).",
+        ),
+        _spec(
+            "honeyjet.job.captured",
+            "A print job was received completely (or cut off) and stored content-addressed.",
+            job="Job number within the device's job log.",
+            language="Language as declared or sniffed.",
+            name="PJL JOB NAME, when given (escaped).",
+            user="User name from PJL (SET USERNAME / JOBATTR / COMMENT), when given (escaped).",
+            pages="Estimated pages (at least 1); the page counter rose by this much.",
+            ended_by="What ended it: `uel` (Universal Exit Language) or `eof` (the connection ended).",
+            **_ARTIFACT_FIELDS,
+        ),
+        _spec(
+            "honeyjet.ps.query",
+            "The PostScript interpreter answered a query operator (product, version, …) or printed a value.",
+            operator="Operator name.",
+            reply="What was sent back (escaped, bounded).",
+        ),
+        _spec(
+            "honeyjet.ps.operator",
+            "A notable PostScript operator ran: file access, permanent state changes, loops or password checks.",
+            operator="Operator name.",
+            category="`file`, `persistent`, `control`, `password`, `device`, `stream`.",
+            operands="Short text forms of the operands it consumed (escaped, bounded).",
+        ),
+        _spec(
+            "honeyjet.ps.error",
+            "The PostScript interpreter reported an error and flushed the rest of the job.",
+            error="PostScript error name (`undefined`, `stackunderflow`, `typecheck`, …).",
+            operator="Offending command (escaped, bounded).",
+        ),
+        _spec(
+            "honeyjet.pcl.command",
+            "A PCL status-readback command (echo, inquire) was answered.",
+            command="Escape sequence in text form, e.g. `ESC*s-123X`.",
+            reply="What was sent back (escaped, bounded).",
+        ),
+        _spec(
+            "honeyjet.file.stored",
+            "A file the peer uploaded to the printer (PJL FSDOWNLOAD/FSAPPEND) was stored content-addressed.",
+            operation="`FSDOWNLOAD` or `FSAPPEND`.",
+            path="The NAME the peer sent (escaped, bounded).",
+            **_ARTIFACT_FIELDS,
+        ),
+    ]
+}
+
+ALL_EVENT_IDS = frozenset(CATALOGUE)
+
+
+def rfc3339(ts: float) -> str:
+    """``2026-11-27T10:39:59.123456Z`` for a POSIX time."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class UnknownEvent(ValueError):
+    pass
+
+
+def check_fields(eventid: str, fields: Mapping[str, Any]) -> list[str]:
+    """Names in ``fields`` that the catalogue does not declare for ``eventid``."""
+    spec = CATALOGUE.get(eventid)
+    if spec is None:
+        raise UnknownEvent(eventid)
+    return [k for k in fields if k not in spec.fields and k not in COMMON_FIELDS]
+
+
+class Sink(Protocol):
+    """An event consumer. ``write`` must not block and must not raise for long."""
+
+    name: str
+
+    def write(self, event: dict[str, Any]) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class EventBus:
+    """Builds events and hands each sink its own copy.
+
+    A failing sink is isolated: its exception is logged (throttled) and counted, and
+    the other sinks still receive the event. ``strict`` makes catalogue violations
+    raise (tests); otherwise undeclared fields are dropped with a logged warning.
+    """
+
+    def __init__(self, sensor: str, *, strict: bool = False, clock: Callable[[], float] = time.time):
+        self.sensor = sensor
+        self.strict = strict
+        self.clock = clock
+        self.sinks: list[Sink] = []
+        self.sink_errors: dict[str, int] = {}
+        self.emitted = 0
+        self._warned: set[tuple[str, str]] = set()
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    async def start(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+
+    async def stop(self) -> None:
+        for sink in reversed(self.sinks):
+            try:
+                await sink.stop()
+            except Exception:  # a sink that fails to stop must not stop the others
+                log.exception("sink %s failed to stop", sink.name)
+
+    def emit(self, eventid: str, message: str, identity: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Build, validate and publish one event; returns the event dict."""
+        extra = check_fields(eventid, fields)
+        if extra:
+            if self.strict:
+                raise UnknownEvent(f"{eventid}: undeclared fields {extra}")
+            for name in extra:
+                if (eventid, name) not in self._warned:
+                    self._warned.add((eventid, name))
+                    log.warning("event %s: dropping undeclared field %s", eventid, name)
+            fields = {k: v for k, v in fields.items() if k not in extra}
+        event: dict[str, Any] = dict(fields)
+        # identity last: it always wins over payload-derived fields
+        event.update(identity)
+        event["eventid"] = eventid
+        event["event_uuid"] = uuid.uuid4().hex
+        event["timestamp"] = rfc3339(self.clock())
+        event["sensor"] = self.sensor
+        event["message"] = message
+        self.publish(event)
+        return event
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.emitted += 1
+        for sink in self.sinks:
+            try:
+                sink.write(dict(event))
+            except Exception:
+                count = self.sink_errors.get(sink.name, 0) + 1
+                self.sink_errors[sink.name] = count
+                if count & (count - 1) == 0:  # 1, 2, 4, 8 …: throttled
+                    log.exception("sink %s failed (%d failures so far)", sink.name, count)
+
+
+class MemorySink:
+    """Keeps events in a list; for tests and for the replay command."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def write(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def of(self, eventid: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["eventid"] == eventid]
+
+
+def sensor_identity(protocol: str = "sensor") -> dict[str, Any]:
+    """Identity fields for sensor-level events (no peer)."""
+    return {"session": "", "protocol": protocol, "src_ip": "", "src_port": 0, "dst_ip": "", "dst_port": 0}
+
+
+# re-exported for type hints elsewhere
+EventHook = Callable[[dict[str, Any]], Awaitable[None] | None]
+__all__ = [
+    "CATALOGUE",
+    "COMMON_FIELDS",
+    "ALL_EVENT_IDS",
+    "EventSpec",
+    "EventBus",
+    "MemorySink",
+    "Sink",
+    "check_fields",
+    "rfc3339",
+    "sensor_identity",
+]
+
+
+def catalogue_markdown() -> str:
+    """docs/events.md, generated from the catalogue (``python -m honeyjet.events``)."""
+    out = [
+        "# Events",
+        "",
+        "<!-- generated by `python -m honeyjet.events > docs/events.md`; tests/test_eventids.py keeps it in step -->",
+        "",
+        "honeyjet writes one JSON object per line to `<data>/log/honeyjet.json` and the same events to the",
+        "database (`events` table, plus `sessions`, `jobs` and `artifacts` derived from them). Field names follow",
+        "Cowrie/T-Pot conventions, so the log drops into an ELK or T-Pot pipeline unchanged.",
+        "",
+        "Rules that hold for every event:",
+        "",
+        "- Identity fields are bound when the connection opens; no payload can overwrite them.",
+        "- Attacker-chosen strings are values, never keys, and are escaped (`\\xNN`) and bounded.",
+        "- Long or binary data is stored in the artifact store and referenced by sha256 (`shasum`).",
+        "- A session's first event is `honeyjet.session.connect` and its last `honeyjet.session.closed`.",
+        "",
+        "## Fields on every event",
+        "",
+        "| field | meaning |",
+        "|---|---|",
+    ]
+    out += [f"| `{name}` | {doc} |" for name, doc in COMMON_FIELDS.items()]
+    for spec in CATALOGUE.values():
+        out += ["", f"## `{spec.eventid}`", "", spec.description, ""]
+        if spec.fields:
+            out += ["| field | meaning |", "|---|---|"]
+            out += [f"| `{name}` | {doc} |" for name, doc in spec.fields.items()]
+        else:
+            out.append("No fields beyond the common ones.")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(catalogue_markdown(), end="")

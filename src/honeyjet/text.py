@@ -1,0 +1,34 @@
+"""Turning attacker bytes into bounded, printable text for events and logs."""
+
+from __future__ import annotations
+
+_PRINTABLE = frozenset(range(0x20, 0x7F)) - {0x5C}  # backslash is escaped too
+_ESC_TABLE = {i: (chr(i) if i in _PRINTABLE else f"\\x{i:02x}") for i in range(256)}
+_ESC_TABLE[0x5C] = "\\\\"
+_ESC_TABLE[0x09] = "\\t"
+_ESC_TABLE[0x0A] = "\\n"
+_ESC_TABLE[0x0D] = "\\r"
+
+DEFAULT_LIMIT = 512
+
+
+def escape(data: bytes | str, limit: int = DEFAULT_LIMIT) -> str:
+    """Printable ASCII as is, everything else as ``\\xNN`` (``\\t \\n \\r \\\\`` short forms).
+
+    Strings are encoded as latin-1 where possible (PJL and PostScript are byte
+    protocols, so a str here came from a latin-1 decode), UTF-8 otherwise. At most
+    ``limit`` input bytes are rendered; a cut is marked with a trailing ``…``.
+    """
+    if isinstance(data, str):
+        try:
+            data = data.encode("latin-1")
+        except UnicodeEncodeError:
+            data = data.encode("utf-8", "backslashreplace")
+    cut = len(data) > limit
+    table = _ESC_TABLE
+    text = "".join([table[b] for b in data[:limit]])
+    return text + "…" if cut else text
+
+
+def is_truncated(data: bytes | str, limit: int = DEFAULT_LIMIT) -> bool:
+    return len(data) > limit
