@@ -1,0 +1,816 @@
+"""The event database: SQLite (WAL) by default, PostgreSQL for fleets, one code path.
+
+Built on SQLAlchemy 2 Core (async): ``sqlite+aiosqlite:///…`` embedded,
+``postgresql+asyncpg://…`` central. Only portable constructs are used; the two places
+where dialects differ are picked by ``engine.dialect.name``: ``INSERT … ON CONFLICT``
+(both dialects spell it the same, through their own ``insert``) and the
+connection set-up (SQLite pragmas and explicit ``BEGIN``; a PostgreSQL advisory lock
+around migrations).
+
+Schema migrations are versioned: ``schema_version`` holds one row per applied step,
+:data:`MIGRATIONS` is the ordered list of steps (version, description, function
+issuing DDL through SQLAlchemy). :meth:`Database.open` applies the missing steps in
+one transaction and refuses a database written by a newer honeyjet. A step is frozen
+once released: it defines the tables as they were at that version (``_define_v1``),
+later changes are new steps.
+
+Tables derived from events (all writes idempotent on ``event_uuid`` or their own key,
+so a replayed or re-forwarded event changes nothing):
+
+* ``events``    every event; ``data`` holds the whole event as JSON.
+* ``sessions``  upserted from ``honeyjet.session.connect`` (start) and
+                ``honeyjet.session.closed`` (end); either may arrive first.
+* ``jobs``      one row per ``honeyjet.job.captured``.
+* ``artifacts`` one row per sha256 referenced by ``shasum`` (any event carrying it,
+                e.g. ``job.captured``, ``file.stored``, ``pjl.fs``) or
+                ``transcript_shasum`` (``session.closed``); ``first_seen`` is the
+                earliest event time seen, ``size`` the stored size.
+
+:class:`DatabaseSink` is the event sink: ``write()`` only appends to a bounded
+buffer; one writer task stores batches, each in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from honeyjet.store.artifacts import is_shasum
+from honeyjet.store.jsonlog import dumps_line
+
+log = logging.getLogger(__name__)
+
+UTC = timezone.utc
+_PG_MIGRATION_LOCK = 0x686F6E65796A6574  # "honeyjet", for pg_advisory_xact_lock
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+
+# portable column types
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY = rowid on SQLite
+JSONData = JSON().with_variant(JSONB(), "postgresql")
+
+
+class SchemaError(RuntimeError):
+    """The database schema cannot be used by this version of honeyjet."""
+
+
+# -- schema -------------------------------------------------------------------------
+
+
+def _define_schema_version(md: MetaData) -> Table:
+    return Table(
+        "schema_version",
+        md,
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("description", Text, nullable=False),
+        Column("applied_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def _define_v1(md: MetaData) -> dict[str, Table]:
+    """The tables as of schema version 1 (frozen: later changes are new steps)."""
+    events = Table(
+        "events",
+        md,
+        Column("event_uuid", String(32), primary_key=True),
+        Column("eventid", Text, nullable=False),
+        Column("timestamp", Text),  # RFC 3339 as the sensor wrote it
+        Column("ts", DateTime(timezone=True)),  # parsed from timestamp (UTC)
+        Column("sensor", Text),
+        Column("session", Text),
+        Column("protocol", Text),
+        Column("src_ip", Text),
+        Column("src_port", Integer),
+        Column("dst_ip", Text),
+        Column("dst_port", Integer),
+        Column("message", Text),
+        Column("data", JSONData, nullable=False),
+        Index("ix_events_ts", "ts"),
+        Index("ix_events_session", "session"),
+        Index("ix_events_src_ip", "src_ip"),
+        Index("ix_events_eventid", "eventid"),
+    )
+    sessions = Table(
+        "sessions",
+        md,
+        Column("session", Text, primary_key=True),
+        Column("sensor", Text),
+        Column("protocol", Text),
+        Column("src_ip", Text),
+        Column("src_port", Integer),
+        Column("dst_ip", Text),
+        Column("dst_port", Integer),
+        Column("started", DateTime(timezone=True)),
+        Column("ended", DateTime(timezone=True)),
+        Column("duration_ms", BigInteger),
+        Column("bytes_in", BigInteger),
+        Column("bytes_out", BigInteger),
+        Column("reason", Text),
+        Column("transcript_shasum", String(64)),
+        Column("jobs", Integer),
+        Index("ix_sessions_started", "started"),
+        Index("ix_sessions_src_ip", "src_ip"),
+    )
+    jobs = Table(
+        "jobs",
+        md,
+        Column("id", BigIntPK, primary_key=True, autoincrement=True),
+        Column("event_uuid", String(32), nullable=False, unique=True),
+        Column("session", Text),
+        Column("sensor", Text),
+        Column("ts", DateTime(timezone=True)),
+        Column("job", Integer),
+        Column("language", Text),
+        Column("name", Text),
+        Column("user", Text),
+        Column("pages", Integer),
+        Column("shasum", String(64)),
+        Column("size", BigInteger),
+        Column("stored_size", BigInteger),
+        Column("truncated", Boolean),
+        Column("ended_by", Text),
+        Index("ix_jobs_session", "session"),
+        Index("ix_jobs_shasum", "shasum"),
+        Index("ix_jobs_ts", "ts"),
+    )
+    artifacts = Table(
+        "artifacts",
+        md,
+        Column("shasum", String(64), primary_key=True),
+        Column("first_seen", DateTime(timezone=True)),
+        Column("size", BigInteger),
+    )
+    return {"events": events, "sessions": sessions, "jobs": jobs, "artifacts": artifacts}
+
+
+def _migrate_v1(conn: Connection) -> None:
+    md = MetaData()
+    for table in _define_v1(md).values():
+        table.create(conn, checkfirst=False)
+
+
+# (version, description, step); ordered, contiguous from 1
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "events, sessions, jobs, artifacts", _migrate_v1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+assert [m[0] for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+
+# the current schema, used by queries
+metadata = MetaData()
+schema_version_table = _define_schema_version(metadata)
+_tables = _define_v1(metadata)
+events_table = _tables["events"]
+sessions_table = _tables["sessions"]
+jobs_table = _tables["jobs"]
+artifacts_table = _tables["artifacts"]
+
+
+# -- row building -------------------------------------------------------------------
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """RFC 3339 text → aware UTC datetime; None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _int(value: Any, bounds: tuple[int, int] = _INT32) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = int(value)
+    if isinstance(value, int) and bounds[0] <= value <= bounds[1]:
+        return value
+    return None
+
+
+def _big(value: Any) -> int | None:
+    return _int(value, _INT64)
+
+
+def _text(value: Any) -> str | None:
+    """A text column value: lone surrogates and NUL (which PostgreSQL text refuses) escaped."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    return value
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _sha(value: Any) -> str | None:
+    return value if is_shasum(value) else None
+
+
+def event_key(event: dict[str, Any]) -> str:
+    """The event's ``event_uuid`` when well formed, else a stable digest standing in for it."""
+    value = event.get("event_uuid")
+    if isinstance(value, str) and 0 < len(value) <= 32 and value.isascii():
+        return value
+    source = value.encode("utf-8", "backslashreplace") if isinstance(value, str) and value else dumps_line(event)
+    return hashlib.sha256(source).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class _Rows:
+    events: list[dict[str, Any]]
+    connects: list[dict[str, Any]]
+    closes: list[dict[str, Any]]
+    jobs: list[dict[str, Any]]
+    artifacts: list[dict[str, Any]]
+
+
+def build_rows(batch: Iterable[dict[str, Any]]) -> _Rows:
+    """Rows for every table from a batch of events, deduplicated by key within the batch.
+
+    (PostgreSQL refuses an ``ON CONFLICT DO UPDATE`` statement touching one row twice.)
+    """
+    events: dict[str, dict[str, Any]] = {}
+    connects: dict[str, dict[str, Any]] = {}
+    closes: dict[str, dict[str, Any]] = {}
+    jobs: list[dict[str, Any]] = []
+    artifacts: dict[str, dict[str, Any]] = {}
+
+    def artifact(shasum: Any, ts: datetime | None, size: Any) -> None:
+        sha = _sha(shasum)
+        if sha is None:
+            return
+        old = artifacts.get(sha)
+        if old is None:
+            artifacts[sha] = {"shasum": sha, "first_seen": ts, "size": _big(size)}
+        elif ts is not None and (old["first_seen"] is None or ts < old["first_seen"]):
+            old["first_seen"] = ts
+
+    for ev in batch:
+        if not isinstance(ev, dict):
+            continue
+        key = event_key(ev)
+        if key in events:
+            continue
+        eventid = _text(ev.get("eventid")) or ""
+        ts = parse_timestamp(ev.get("timestamp"))
+        session = _text(ev.get("session"))
+        identity = {
+            "sensor": _text(ev.get("sensor")),
+            "protocol": _text(ev.get("protocol")),
+            "src_ip": _text(ev.get("src_ip")),
+            "src_port": _int(ev.get("src_port")),
+            "dst_ip": _text(ev.get("dst_ip")),
+            "dst_port": _int(ev.get("dst_port")),
+        }
+        events[key] = {
+            "event_uuid": key,
+            "eventid": eventid,
+            "timestamp": _text(ev.get("timestamp")),
+            "ts": ts,
+            "session": session,
+            **identity,
+            "message": _text(ev.get("message")),
+            "data": ev,
+        }
+        if eventid == "honeyjet.session.connect" and session:
+            connects.setdefault(session, {"session": session, **identity, "started": ts})
+        elif eventid == "honeyjet.session.closed" and session:
+            closes[session] = {
+                "session": session,
+                **identity,
+                "ended": ts,
+                "duration_ms": _big(ev.get("duration_ms")),
+                "bytes_in": _big(ev.get("bytes_in")),
+                "bytes_out": _big(ev.get("bytes_out")),
+                "reason": _text(ev.get("reason")),
+                "transcript_shasum": _sha(ev.get("transcript_shasum")),
+                "jobs": _int(ev.get("jobs")),
+            }
+            artifact(ev.get("transcript_shasum"), ts, ev.get("transcript_size"))
+        elif eventid == "honeyjet.job.captured":
+            jobs.append(
+                {
+                    "event_uuid": key,
+                    "session": session,
+                    "sensor": identity["sensor"],
+                    "ts": ts,
+                    "job": _int(ev.get("job")),
+                    "language": _text(ev.get("language")),
+                    "name": _text(ev.get("name")),
+                    "user": _text(ev.get("user")),
+                    "pages": _int(ev.get("pages")),
+                    "shasum": _sha(ev.get("shasum")),
+                    "size": _big(ev.get("size")),
+                    "stored_size": _big(ev.get("stored_size")),
+                    "truncated": _bool(ev.get("truncated")),
+                    "ended_by": _text(ev.get("ended_by")),
+                }
+            )
+        if "shasum" in ev:
+            artifact(ev.get("shasum"), ts, ev.get("stored_size", ev.get("size")))
+    return _Rows(list(events.values()), list(connects.values()), list(closes.values()), jobs, list(artifacts.values()))
+
+
+# a JSON \u0000 escape (not an escaped backslash followed by "u0000")
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _json_serializer(value: Any) -> str:
+    """orjson with the JSON log's fallbacks; NUL becomes the text ``\\x00`` (jsonb refuses it)."""
+    data = dumps_line(value)[:-1]
+    if b"\\u0000" in data:
+        data = _JSON_NUL.sub(rb"\1\\\\x00", data)
+    return data.decode("utf-8")
+
+
+def _utc(value: Any) -> Any:
+    """SQLite hands back naive datetimes (stored as UTC): make them aware."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {k: _utc(v) for k, v in row._mapping.items()}
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying the same batch for (locks, lost connections, I/O)."""
+    if isinstance(exc, sa_exc.DBAPIError) and getattr(exc, "connection_invalidated", False):
+        return True
+    return isinstance(
+        exc,
+        (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.DisconnectionError,
+            sa_exc.TimeoutError,
+            OSError,
+            ConnectionError,
+            asyncio.TimeoutError,
+        ),
+    )
+
+
+# -- database -----------------------------------------------------------------------
+
+
+class Database:
+    """One database (URL), its engine, its migrations and its queries."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> None:
+        self.url = url
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        self.echo = echo
+        self.engine: AsyncEngine | None = None
+        self.applied: list[int] = []  # migration steps the last open() applied
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        if self.engine is None:
+            raise RuntimeError("database is not open")
+        return self.engine
+
+    async def open(self) -> None:
+        """Create the engine and bring the schema up to :data:`SCHEMA_VERSION`."""
+        if self.engine is not None:
+            return
+        url = make_url(self.url)
+        backend = url.get_backend_name()
+        if backend == "sqlite" and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            echo=self.echo,
+            json_serializer=_json_serializer,
+            json_deserializer=orjson.loads,
+        )
+        if engine.dialect.name == "sqlite":
+            self._sqlite_setup(engine)
+        elif engine.dialect.name != "postgresql":
+            await engine.dispose()
+            raise SchemaError(f"unsupported database dialect {engine.dialect.name!r} (use sqlite or postgresql)")
+        self.engine = engine
+        try:
+            await self._migrate()
+        except BaseException:
+            self.engine = None
+            await engine.dispose()
+            raise
+
+    def _sqlite_setup(self, engine: AsyncEngine) -> None:
+        busy = self.busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, record: Any) -> None:
+            # SQLAlchemy, not sqlite3, emits BEGIN (see _on_begin): real transactional DDL
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute(f"PRAGMA busy_timeout={busy:d}")
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+    def _insert(self, table: Table) -> Any:
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
+    async def close(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def _migrate(self) -> None:
+        self.applied = []
+        async with self._engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                await conn.run_sync(lambda c: schema_version_table.create(c, checkfirst=True))
+                current = await conn.scalar(select(func.max(schema_version_table.c.version))) or 0
+                if current > SCHEMA_VERSION:
+                    raise SchemaError(
+                        f"database schema version {current} is newer than this honeyjet supports "
+                        f"({SCHEMA_VERSION}); upgrade honeyjet or use another database"
+                    )
+                for version, description, step in MIGRATIONS:
+                    if version <= current:
+                        continue
+                    log.info("database: applying schema migration %d (%s)", version, description)
+                    await conn.run_sync(step)
+                    await conn.execute(
+                        schema_version_table.insert().values(
+                            version=version, description=description, applied_at=datetime.now(UTC)
+                        )
+                    )
+                    self.applied.append(version)
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def write_events(self, batch: Sequence[dict[str, Any]]) -> int:
+        """Store a batch of events and their derived rows in one transaction.
+
+        Idempotent: events already stored (same ``event_uuid``) change nothing.
+        Returns the number of distinct events in the batch.
+        """
+        rows = build_rows(batch)
+        if not rows.events:
+            return 0
+        async with self._engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            async with conn.begin():
+                await conn.execute(
+                    self._insert(events_table).on_conflict_do_nothing(index_elements=["event_uuid"]), rows.events
+                )
+                if rows.connects:
+                    stmt = self._insert(sessions_table)
+                    s = sessions_table.c
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["session"],
+                        set_={"started": func.coalesce(s.started, stmt.excluded.started)},
+                    )
+                    await conn.execute(stmt, rows.connects)
+                if rows.closes:
+                    stmt = self._insert(sessions_table)
+                    ex = stmt.excluded
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["session"],
+                        set_={
+                            name: getattr(ex, name)
+                            for name in (
+                                "ended",
+                                "duration_ms",
+                                "bytes_in",
+                                "bytes_out",
+                                "reason",
+                                "transcript_shasum",
+                                "jobs",
+                            )
+                        },
+                    )
+                    await conn.execute(stmt, rows.closes)
+                if rows.jobs:
+                    await conn.execute(
+                        self._insert(jobs_table).on_conflict_do_nothing(index_elements=["event_uuid"]), rows.jobs
+                    )
+                if rows.artifacts:
+                    stmt = self._insert(artifacts_table)
+                    a = artifacts_table.c
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["shasum"],
+                        set_={"first_seen": stmt.excluded.first_seen},
+                        where=or_(a.first_seen.is_(None), stmt.excluded.first_seen < a.first_seen),
+                    )
+                    await conn.execute(stmt, rows.artifacts)
+        return len(rows.events)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        async with self._engine.connect() as conn:
+            return await conn.scalar(select(func.max(schema_version_table.c.version))) or 0
+
+    async def count_events(self, eventid: str | None = None) -> int:
+        query = select(func.count()).select_from(events_table)
+        if eventid is not None:
+            query = query.where(events_table.c.eventid == eventid)
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
+    async def session_row(self, session_id: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(sessions_table).where(sessions_table.c.session == session_id))).first()
+        return None if row is None else _row_dict(row)
+
+    async def jobs(self, session: str | None = None) -> list[dict[str, Any]]:
+        query = select(jobs_table).order_by(jobs_table.c.id)
+        if session is not None:
+            query = query.where(jobs_table.c.session == session)
+        async with self._engine.connect() as conn:
+            return [_row_dict(r) for r in await conn.execute(query)]
+
+    async def artifact_row(self, shasum: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(artifacts_table).where(artifacts_table.c.shasum == shasum))).first()
+        return None if row is None else _row_dict(row)
+
+    async def event(self, event_uuid: str) -> dict[str, Any] | None:
+        """The stored event dict (the ``data`` column) or None."""
+        async with self._engine.connect() as conn:
+            return await conn.scalar(select(events_table.c.data).where(events_table.c.event_uuid == event_uuid))
+
+
+# -- sink ---------------------------------------------------------------------------
+
+
+class DatabaseSink:
+    """Event sink writing to a :class:`Database` through one writer task.
+
+    ``write()`` appends to a bounded buffer (``maxsize``); when it is full the event is
+    dropped and counted (the JSON log is the primary record). The writer takes up to
+    ``batch_size`` events, lingering up to ``linger`` seconds for a batch to fill, and
+    stores each batch in one transaction. Transient errors (locks, lost connections)
+    are retried with exponential backoff, at most ``max_retries`` times, then the batch
+    is counted as ``failed``; other errors (a malformed row) make it retry the batch one
+    event at a time so that only the bad events are lost. ``stop()`` drains the buffer.
+    """
+
+    name = "database"
+
+    def __init__(
+        self,
+        database: Database | str,
+        *,
+        maxsize: int = 100_000,
+        batch_size: int = 500,
+        linger: float = 0.2,
+        max_retries: int = 5,
+        retry_delay: float = 0.1,
+        max_retry_delay: float = 5.0,
+        close_database: bool = True,
+        drop_log_interval: float = 60.0,
+    ) -> None:
+        self.database = Database(database) if isinstance(database, str) else database
+        self.maxsize = max(1, int(maxsize))
+        self.batch_size = max(1, int(batch_size))
+        self.linger = linger
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.close_database = close_database
+        self.drop_log_interval = drop_log_interval
+        self.counters: dict[str, int] = {
+            "accepted": 0,  # events taken into the buffer
+            "written": 0,  # events in committed batches (duplicates included)
+            "batches": 0,
+            "dropped": 0,  # buffer full (or sink stopped)
+            "failed": 0,  # gave up on these after retries
+            "retries": 0,
+        }
+        self._buf: collections.deque[dict[str, Any]] = collections.deque()
+        self._processed = 0  # accepted events written or failed
+        self._wake = asyncio.Event()  # something to do
+        self._kick = asyncio.Event()  # stop lingering: batch full, flush or stop
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stopped = False
+        self._failing_run = 0  # consecutive batches given up on
+        self._last_drop_log = -math.inf
+        self._drops_unlogged = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._buf)
+
+    # -- Sink protocol ---------------------------------------------------------------
+
+    def write(self, event: dict[str, Any]) -> None:
+        if self._stopped or len(self._buf) >= self.maxsize:
+            self._drop()
+            return
+        self._buf.append(event)
+        self.counters["accepted"] += 1
+        if not self._wake.is_set():
+            self._wake.set()
+        if len(self._buf) >= self.batch_size and not self._kick.is_set():
+            self._kick.set()
+
+    def _drop(self) -> None:
+        self.counters["dropped"] += 1
+        self._drops_unlogged += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= self.drop_log_interval:
+            self._last_drop_log = now
+            log.warning(
+                "database sink: buffer full (%d events), dropped %d event(s) (%d in total); "
+                "the JSON log still has them",
+                self.maxsize,
+                self._drops_unlogged,
+                self.counters["dropped"],
+            )
+            self._drops_unlogged = 0
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        await self.database.open()
+        self._stopping = self._stopped = False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="honeyjet-database-writer")
+
+    async def stop(self) -> None:
+        """Write everything buffered, end the writer task, close the database."""
+        self._stopping = True
+        self._kick.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        self._stopped = True
+        self._notify()
+        if self.close_database:
+            await self.database.close()
+
+    async def flush(self) -> None:
+        """Wait until every event accepted so far is written (or given up on)."""
+        target = self.counters["accepted"]
+        loop = asyncio.get_running_loop()
+        while self._processed < target:
+            if self._task is None or self._task.done():
+                raise RuntimeError("database sink is not running")
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            self._kick.set()
+            self._wake.set()
+            await fut
+
+    # -- writer ----------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _run(self) -> None:
+        buf = self._buf
+        while True:
+            if not buf:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if len(buf) < self.batch_size and self.linger > 0 and not (self._stopping or self._waiters):
+                self._kick.clear()
+                try:
+                    await asyncio.wait_for(self._kick.wait(), self.linger)
+                except asyncio.TimeoutError:
+                    pass
+            n = min(len(buf), self.batch_size)
+            batch = [buf.popleft() for _ in range(n)]
+            try:
+                await self._write_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the writer die
+                log.exception("database sink: unexpected error, %d event(s) lost", n)
+                self.counters["failed"] += n
+            self._processed += n
+            self._notify()
+
+    async def _write_batch(self, batch: list[dict[str, Any]]) -> None:
+        delay = self.retry_delay
+        attempt = 0
+        while True:
+            try:
+                await self.database.write_events(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _is_transient(exc):
+                    if len(batch) > 1:
+                        log.warning("database sink: batch refused (%s); writing its events one by one", exc)
+                        for ev in batch:
+                            await self._write_batch([ev])
+                        return
+                    self._give_up(batch, exc)
+                    return
+                # while stopping with the database already failing, do not wait on it
+                if attempt >= self.max_retries or (self._stopping and self._failing_run):
+                    self._give_up(batch, exc)
+                    return
+                attempt += 1
+                self.counters["retries"] += 1
+                if attempt == 1:
+                    log.warning("database sink: write failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+                continue
+            self.counters["written"] += len(batch)
+            self.counters["batches"] += 1
+            if self._failing_run:
+                log.warning("database sink: writing again after %d failed batch(es)", self._failing_run)
+                self._failing_run = 0
+            return
+
+    def _give_up(self, batch: list[dict[str, Any]], exc: BaseException) -> None:
+        self.counters["failed"] += len(batch)
+        self._failing_run += 1
+        if self._failing_run & (self._failing_run - 1) == 0:
+            log.error("database sink: gave up on %d event(s) (%d failed in total): %s", len(batch), self.counters["failed"], exc)
+
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Database",
+    "DatabaseSink",
+    "SchemaError",
+    "build_rows",
+    "parse_timestamp",
+]
