@@ -1,0 +1,241 @@
+"""Builds the sensor from settings and runs it: stores, device, event sinks, listeners.
+
+One asyncio loop (uvloop when installed) serves every port. Start-up problems become
+:class:`StartupError` with one line naming the path or port; shutdown is orderly:
+listeners close, sessions end with ``session.closed``, sinks drain, state is saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from honeyjet import __version__
+from honeyjet.config import Settings
+from honeyjet.events import EventBus, sensor_identity
+from honeyjet.fsutil import ensure_writable_dir
+from honeyjet.persona.device import Device
+from honeyjet.persona.model import PersonaError
+from honeyjet.services.base import ServiceContext
+from honeyjet.services.jetdirect import jetdirect_factory
+from honeyjet.session import ConnectionLimiter, Counters
+from honeyjet.store.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+STATE_SAVE_INTERVAL = 1.0
+
+
+class StartupError(Exception):
+    """The sensor cannot start; the message is one line for the operator."""
+
+
+class ArtifactBlobs:
+    """The virtual file system's blob store, backed by the artifact store."""
+
+    def __init__(self, store: ArtifactStore, max_bytes: int):
+        self.store = store
+        self.max_bytes = max_bytes
+
+    def put(self, data: bytes) -> str | None:
+        info = self.store.put(data)
+        return None if info.truncated or info.path is None else info.shasum
+
+    def get(self, shasum: str) -> bytes | None:
+        return self.store.read(shasum)
+
+
+def data_paths(data_dir: Path) -> dict[str, Path]:
+    return {
+        "state": data_dir / "state",
+        "log": data_dir / "log",
+        "artifacts": data_dir / "artifacts",
+        "json_log": data_dir / "log" / "honeyjet.json",
+    }
+
+
+class Sensor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.counters = Counters()
+        self.bus = EventBus(settings.sensor_name, strict=settings.sensor.strict_events)
+        self.servers: list[tuple[str, asyncio.AbstractServer]] = []
+        self.listeners: list[str] = []
+        self.ctx: ServiceContext | None = None
+        self.device: Device | None = None
+        self.artifacts: ArtifactStore | None = None
+        self.database: Any = None
+        self.json_sink: Any = None
+        self.started = 0.0
+        self._stop = asyncio.Event()
+        self._saver: asyncio.Task | None = None
+
+    # -- start ------------------------------------------------------------------------------
+    def _prepare_dirs(self) -> dict[str, Path]:
+        data_dir = self.settings.data_dir
+        paths = data_paths(data_dir)
+        for name in ("state", "log", "artifacts"):
+            try:
+                ensure_writable_dir(paths[name])
+            except OSError as exc:
+                raise StartupError(f"error: data directory {paths[name]} is not writable: {exc.strerror or exc}") from None
+        return paths
+
+    async def start(self) -> None:
+        st = self.settings
+        paths = self._prepare_dirs()
+        self.artifacts = ArtifactStore(
+            paths["artifacts"], max_object_bytes=st.limits.job_bytes, quota_bytes=st.limits.disk_quota, fsync=st.store.fsync
+        )
+        try:
+            self.device = Device.open(st.sensor.persona, paths["state"], ArtifactBlobs(self.artifacts, st.limits.job_bytes))
+        except PersonaError as exc:
+            raise StartupError(str(exc)) from None
+        except ValueError as exc:  # corrupt identity file
+            raise StartupError(str(exc)) from None
+        limiter = ConnectionLimiter(
+            self.bus, self.counters, total=st.limits.sessions_total, per_source=st.limits.sessions_per_source
+        )
+        self.ctx = ServiceContext(st, self.bus, self.device, self.artifacts, self.counters, limiter)
+        # bind every port first (a busy port fails before anything is written), serve later
+        try:
+            await self._listen()
+            await self._start_sinks(paths)
+        except StartupError:
+            await self._close_servers()
+            await self.bus.stop()
+            raise
+        for _, server in self.servers:
+            await server.start_serving()
+        self.started = time.time()
+        self.device.state.save()
+        self._saver = asyncio.create_task(self._save_state_loop())
+        self.bus.emit(
+            "honeyjet.sensor.start",
+            f"honeyjet {__version__} listening as {self.device.model} ({', '.join(self.listeners)})",
+            sensor_identity(),
+            {"version": __version__, "persona": self.device.persona.id, "listeners": list(self.listeners)},
+        )
+
+    async def _start_sinks(self, paths: dict[str, Path]) -> None:
+        st = self.settings
+        if st.store.json_log:
+            from honeyjet.store.jsonlog import JsonLinesSink
+
+            self.json_sink = JsonLinesSink(paths["json_log"])
+            self.bus.add_sink(self.json_sink)
+        if st.store.database:
+            from honeyjet.store.database import Database, DatabaseSink
+
+            self.database = Database(st.database_url)
+            try:
+                await self.database.open()
+            except Exception as exc:
+                raise StartupError(f"error: cannot open database {st.database_url}: {exc}") from None
+            self.bus.add_sink(DatabaseSink(self.database))
+        await self.bus.start()
+
+    async def _listen(self) -> None:
+        st = self.settings
+        ctx = self.ctx
+        assert ctx is not None
+        loop = asyncio.get_running_loop()
+        services = [("pjl", st.pjl, jetdirect_factory(ctx))]
+        for name, svc, factory in services:
+            if not svc.enabled:
+                continue
+            port = st.listen_port(svc)
+            if not 0 < port < 65536:
+                raise StartupError(f"error: {name}.port {svc.port} + sensor.port_offset {st.sensor.port_offset} = {port} is not a valid port")
+            try:
+                server = await loop.create_server(
+                    factory, st.sensor.bind, port, reuse_address=True, backlog=1024, start_serving=False
+                )
+            except OSError as exc:
+                reason = {
+                    errno.EADDRINUSE: "address already in use",
+                    errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; see --port-offset)",
+                    errno.EADDRNOTAVAIL: "address not available on this host",
+                }.get(exc.errno or 0, exc.strerror or str(exc))
+                raise StartupError(f"error: cannot listen on {st.sensor.bind}:{port} for {name}: {reason}") from None
+            self.servers.append((name, server))
+            for sock in server.sockets:
+                addr = sock.getsockname()
+                self.listeners.append(f"{name}:{addr[0]}:{addr[1]}")
+
+    async def _save_state_loop(self) -> None:
+        assert self.device is not None
+        while True:
+            await asyncio.sleep(STATE_SAVE_INTERVAL)
+            try:
+                self.device.state.save()
+            except OSError as exc:
+                log.error("cannot save device state: %s", exc)
+
+    # -- stop -------------------------------------------------------------------------------
+    async def _close_servers(self) -> None:
+        for _, server in self.servers:
+            server.close()
+        for _, server in self.servers:
+            await server.wait_closed()
+        self.servers.clear()
+
+    async def stop(self) -> None:
+        for _, server in self.servers:
+            server.close()
+        if self.ctx is not None:
+            for sess in list(self.ctx.sessions):
+                sess.abort("shutdown")
+            # give connection_lost callbacks a chance to run
+            for _ in range(50):
+                if not self.ctx.sessions:
+                    break
+                await asyncio.sleep(0.01)
+        await self._close_servers()
+        if self._saver is not None:
+            self._saver.cancel()
+        if self.device is not None:
+            try:
+                self.device.state.save()
+            except OSError as exc:
+                log.error("cannot save device state: %s", exc)
+        self.bus.emit(
+            "honeyjet.sensor.stop",
+            "honeyjet stopping",
+            sensor_identity(),
+            {"uptime_s": round(time.time() - self.started, 3) if self.started else 0, "counters": dict(self.counters)},
+        )
+        await self.bus.stop()  # the database sink drains, then closes the database
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGINT/SIGTERM, stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        if self.json_sink is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.json_sink.reopen)
+        log.info("listening: %s", ", ".join(self.listeners))
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            await self.stop()
+
+
+def run_sensor(settings: Settings) -> None:
+    """Run in the foreground on one loop (uvloop if installed)."""
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        asyncio.run(Sensor(settings).run())
+    else:
+        uvloop.run(Sensor(settings).run())

@@ -1,0 +1,188 @@
+"""Acceptance with clients nobody here wrote: nmap, its NSE scripts, the CUPS socket backend,
+Ghostscript, PRET. The sensor runs as a separate process, exactly as an operator starts it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+pytestmark = pytest.mark.realclient
+
+ID_PROBE = b"\x1b%-12345X@PJL INFO ID\r\n\x1b%-12345X\r\n"
+CUPS_SOCKET = Path("/usr/lib/cups/backend/socket")
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    assert path, f"{tool} is not installed: .ci/run installs it (apt)"
+    return path
+
+
+class SensorProcess:
+    """`honeyjet run` in a subprocess on 127.0.0.1 with a free port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, **env: str):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.env = dict(os.environ, **env)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "SensorProcess":
+        cmd = [
+            sys.executable, "-m", "honeyjet", "--log-level", "WARNING", "run",
+            "--data-dir", str(self.data_dir), "--bind", "127.0.0.1", "--port-offset", str(self.port - 9100),
+        ]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sensor exited: {self.proc.stderr.read().decode()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+                return self
+            time.sleep(0.1)
+        raise AssertionError("sensor did not start listening")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise AssertionError("sensor did not stop on SIGTERM")
+            assert self.proc.returncode == 0, self.proc.stderr.read().decode()
+
+    def events(self) -> list[dict]:
+        path = self.data_dir / "log" / "honeyjet.json"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def query(self, payload: bytes, timeout: float = 3.0) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.port), timeout) as s:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+            return got
+
+    def pagecount(self) -> int:
+        reply = self.query(b"@PJL INFO PAGECOUNT\r\n")
+        return int(re.search(rb"PAGECOUNT=(\d+)", reply).group(1))
+
+
+@pytest.fixture
+def sensor(tmp_path):
+    proc = SensorProcess(tmp_path / "data").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def sensor9100(tmp_path):
+    """The sensor on the real JetDirect port: nmap treats 9100-9107 specially (hp-pjl probe
+    first under --allports; pjl-ready-message's portrule), so the acceptance runs there."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", 9100))
+        except OSError:
+            pytest.fail("127.0.0.1:9100 is in use; the nmap acceptance tests need it free")
+    proc = SensorProcess(tmp_path / "data", port=9100).start()
+    yield proc
+    proc.stop()
+
+
+def run(cmd: list[str], timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def test_nmap_version_detection_sees_an_hp_laserjet(sensor9100):
+    nmap = need("nmap")
+    out = run([nmap, "-Pn", "-n", "-sV", "--version-all", "--allports", "-p", "9100", "127.0.0.1"], timeout=120).stdout
+    assert re.search(r"9100/tcp\s+open\s+hp-pjl\s+HP LaserJet 4250", out), out
+    assert "Service Info: Device: printer" in out, out
+    # nmap's other probes were taken as print jobs and the service stayed up
+    assert sensor9100.query(ID_PROBE) == b'@PJL INFO ID\r\n"HP LaserJet 4250"\r\n\x0c'
+
+
+def test_nmap_pjl_ready_message_reads_and_sets_the_display(sensor9100):
+    nmap = need("nmap")
+    base = [nmap, "-Pn", "-n", "-p", "9100", "127.0.0.1", "--script", "pjl-ready-message"]
+    out = run(base, timeout=60).stdout
+    assert '|_pjl-ready-message: "Ready"' in out, out
+    out = run(base + ["--script-args", "pjl_ready_message=HACKED BY NSE"], timeout=60).stdout
+    assert "HACKED BY NSE" in out, out
+    # a new connection sees it …
+    assert b'DISPLAY="HACKED BY NSE"' in sensor9100.query(b"@PJL INFO STATUS\r\n")
+    # … and so does one after a restart
+    sensor9100.stop()
+    again = SensorProcess(sensor9100.data_dir, port=9100).start()
+    try:
+        assert b'DISPLAY="HACKED BY NSE"' in again.query(b"@PJL INFO STATUS\r\n")
+        out = run(base, timeout=60).stdout
+        assert '|_pjl-ready-message: "HACKED BY NSE"' in out, out
+    finally:
+        again.stop()
+
+
+def _cups_socket_print(port: int, path: Path) -> subprocess.CompletedProcess:
+    assert CUPS_SOCKET.exists(), "CUPS socket backend missing: .ci/run installs the cups package"
+    env = dict(os.environ, DEVICE_URI=f"socket://127.0.0.1:{port}", CUPS_SERVERBIN="/usr/lib/cups")
+    return run([str(CUPS_SOCKET), "1", "tester", "honeyjet-test", "1", "", str(path)], timeout=60, env=env)
+
+
+def test_cups_socket_backend_delivers_ghostscript_ps_and_text(sensor, tmp_path):
+    gs = need("gs")
+    ps = tmp_path / "doc.ps"
+    subprocess.run(
+        [gs, "-q", "-dSAFER", "-dNOPAUSE", "-dBATCH", "-sDEVICE=ps2write", f"-sOutputFile={ps}", "-c",
+         "/Helvetica findfont 24 scalefont setfont 72 700 moveto (honeyjet test page) show showpage"],
+        check=True, timeout=60,
+    )
+    text = tmp_path / "note.txt"
+    text.write_bytes(b"Quarterly report\r\nRevenue up 4%\r\n\x0c" * 3)
+    before = sensor.pagecount()
+    for path in (ps, text):
+        result = _cups_socket_print(sensor.port, path)
+        assert result.returncode == 0, result.stderr
+    after = sensor.pagecount()
+    assert after > before
+    jobs = [e for e in sensor.events() if e["eventid"] == "honeyjet.job.captured"]
+    stored = {(sensor.data_dir / "artifacts" / j["shasum"]).read_bytes() for j in jobs}
+    assert ps.read_bytes() in stored and text.read_bytes() in stored
+    langs = {j["shasum"]: j["language"] for j in jobs}
+    import hashlib
+
+    assert langs[hashlib.sha256(ps.read_bytes()).hexdigest()] == "postscript"
+    # the document itself provoked no PostScript error replies
+    assert not [e for e in sensor.events() if e["eventid"] == "honeyjet.ps.error"]
+
+
+PRET_DIR = os.environ.get("HONEYJET_PRET_DIR", "")
+
+
+@pytest.mark.skipif(not PRET_DIR, reason="set HONEYJET_PRET_DIR to a PRET checkout (fetched, never committed) to run")
+def test_pret_pjl_session_gets_answers(sensor, tmp_path):
+    cmds = tmp_path / "cmds.txt"
+    cmds.write_text("id\ninfo status\nls\nenv\npagecount\nexit\n")
+    result = run(
+        [os.environ.get("HONEYJET_PRET_PYTHON", sys.executable), "pret.py", "-q", f"127.0.0.1:{sensor.port}", "pjl", "-i", str(cmds)],
+        cwd=PRET_DIR, stdin=subprocess.DEVNULL, timeout=120,
+    )
+    out = result.stdout
+    assert "No data received" not in out, out
+    assert "HP LaserJet 4250" in out, out
+    assert "PJL" in out and "webServer" in out, out
