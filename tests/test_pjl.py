@@ -351,3 +351,11 @@ def test_buffer_stays_bounded_for_endless_line():
     for _ in range(200):
         drive(eng, [b"@PJL COMMENT " + b"x" * 5000], eof=False)
         assert eng.buffered_bytes < 1024 + 64
+
+
+def test_jobs_per_session_limit_reads_but_stops_capturing():
+    eng = engine(max_jobs=3)
+    run = drive(eng, [b"job\x1b%-12345X" * 10 + b"@PJL INFO ID\r\n"])
+    assert len(run.captures) == 3
+    assert [f["limit"] for f in run.of("honeyjet.limit.hit")] == ["jobs_per_session"]
+    assert run.sent == b'@PJL INFO ID\r\n"HP LaserJet 4250"\r\n\x0c'  # still a printer

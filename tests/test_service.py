@@ -157,3 +157,12 @@ async def test_traversal_over_tcp_reads_nothing_from_the_host(data_dir):
     assert b"PJL TYPE=DIR" in got  # '..' above the root stays at the volume root
     fs = [e for e in json_events(data_dir) if e["eventid"] == "honeyjet.pjl.fs"]
     assert len(fs) == 3 and all(e["traversal"] for e in fs)
+
+
+async def test_a_flooding_session_is_throttled_not_dropped(data_dir):
+    settings = sensor_settings(data_dir, limits={"cpu_share": 0.05, "cpu_burst": 0.0})
+    flood = b"@PJL ECHO x\r\n" * 3000 + b"@PJL INFO ID\r\n"
+    async with running(settings) as sensor:
+        got = await exchange(port_of(sensor), flood, read_timeout=20, until=ID_REPLY)
+        assert got.endswith(ID_REPLY)
+        assert sensor.counters["cpu_throttled"] > 0

@@ -46,6 +46,9 @@ class LimitSettings(_Section):
     transcript_bytes: int = Field(default=64 * 2**20, ge=0)
     disk_quota: int = Field(default=10 * 2**30, ge=0)
     events_per_session: int = Field(default=20000, ge=10)
+    jobs_per_session: int = Field(default=1000, ge=1)
+    cpu_share: float = Field(default=0.25, gt=0, le=1)
+    cpu_burst: float = Field(default=0.5, ge=0)
 
 
 class ServiceSettings(_Section):

@@ -96,7 +96,7 @@ CATALOGUE: dict[str, EventSpec] = {
         _spec(
             "honeyjet.limit.hit",
             "A configured bound was reached inside a session.",
-            limit="Which bound: `line_length`, `session_bytes`, `idle_timeout`, `job_bytes`, `disk_quota`, `events_per_session`, `ps_events`.",
+            limit="Which bound: `line_length`, `session_bytes`, `idle_timeout`, `job_bytes`, `disk_quota`, `events_per_session`, `jobs_per_session`, `ps_events`.",
             value="The configured bound.",
         ),
         _spec(

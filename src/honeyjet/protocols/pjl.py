@@ -74,7 +74,7 @@ def _uel_prefix(buf: bytearray) -> int:
 
 @dataclass
 class _Job:
-    number: int
+    number: int  # 0: past the session's job limit, read but not captured
     language: str  # declared or "" until sniffed
     name: str
     user: str
@@ -100,10 +100,11 @@ class _Upload:
 class PJLEngine:
     """One 9100 connection's interpreter state (per-channel settings, job scope)."""
 
-    def __init__(self, device: Device, *, max_line: int = 8192, max_file_bytes: int = 8 * 2**20):
+    def __init__(self, device: Device, *, max_line: int = 8192, max_file_bytes: int = 8 * 2**20, max_jobs: int = 1000):
         self.device = device
         self.max_line = max_line
         self.max_file_bytes = max_file_bytes
+        self.max_jobs = max_jobs
         self._buf = bytearray()  # undecided bytes
         self._mode = "pjl"
         self._ws = bytearray()  # whitespace held back between commands
@@ -257,9 +258,16 @@ class PJLEngine:
         """Non-PJL bytes in PJL mode: a print job starts (with the held whitespace)."""
         language = self._lang_next
         self._lang_next = ""
+        self._mode = "job"
+        if self.jobs_done >= self.max_jobs:
+            if self.jobs_done == self.max_jobs:
+                out.append(Emit("honeyjet.limit.hit", f"session opened {self.max_jobs} jobs; later jobs are not captured", {"limit": "jobs_per_session", "value": self.max_jobs}))
+            self.jobs_done += 1
+            self._job = _Job(0, language or "binary", "", "", started=True)
+            self._ws.clear()
+            return
         job = _Job(self.device.job_begin(), language, self._job_name, self._job_user)
         self._job = job
-        self._mode = "job"
         lead = bytes(self._ws)
         self._ws.clear()
         if language:
@@ -290,6 +298,8 @@ class PJLEngine:
     def _job_data(self, out: list[Output], data: bytes) -> None:
         job = self._job
         assert job is not None
+        if not job.number:
+            return
         if not job.started:
             job.head += data
             if len(job.head.lstrip(_WS_BYTES)) < SNIFF_BYTES and len(job.head) < _SNIFF_MAX:
@@ -329,6 +339,10 @@ class PJLEngine:
     def _end_job(self, out: list[Output], ended_by: str) -> None:
         job = self._job
         assert job is not None
+        if not job.number:
+            self._job = None
+            self._mode = "pjl"
+            return
         if not job.started:
             self._open_job(out, job)
         if job.ps is not None:

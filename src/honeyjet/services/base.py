@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -65,6 +66,9 @@ class StreamSession(asyncio.Protocol):
         self._last_rx = 0.0
         self._peer: tuple[str, int] = ("", 0)
         self._eof = False
+        self._paused: set[str] = set()
+        self._cpu = 0.0
+        self._opened = 0.0
         self._closing_reason = ""
         self._finished = False
 
@@ -94,7 +98,7 @@ class StreamSession(asyncio.Protocol):
         self.transcript = TranscriptWriter(self._transcript_sink)
         self.engine = self.engine_factory()
         loop = asyncio.get_running_loop()
-        self._last_rx = loop.time()
+        self._last_rx = self._opened = loop.time()
         self._idle = loop.call_later(limits.idle_timeout, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
@@ -109,7 +113,17 @@ class StreamSession(asyncio.Protocol):
         self._last_rx = asyncio.get_running_loop().time()
         if self.transcript is not None:
             self.transcript.client(data)
-        self._route(engine.feed(data))
+        started = time.perf_counter()
+        try:
+            outputs = engine.feed(data)
+        except Exception:  # an engine bug: record it, end this session, keep serving the rest
+            log.exception("%s engine failed on session %s", self.protocol_name, session.id)
+            self.ctx.counters["engine_errors"] += 1
+            self._eof = True
+            self._close("error")
+            return
+        self._route(outputs)
+        self._throttle(time.perf_counter() - started)
         if self._closing_reason == "session_bytes":
             self._shutdown_engine()
             self._close("session_bytes")
@@ -127,14 +141,34 @@ class StreamSession(asyncio.Protocol):
         self._shutdown_engine()
         self._finish()
 
-    # flow control: a peer that does not read its replies stops being read from
+    # flow control: a peer that does not read its replies, or whose input costs more CPU than
+    # its share, stops being read from for a while (TCP backpressure, like a busy printer)
     def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._pause("write")
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        self._resume("write")
+
+    def _pause(self, why: str) -> None:
+        if not self._paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._paused.add(why)
+
+    def _resume(self, why: str) -> None:
+        self._paused.discard(why)
+        if not self._paused and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+    def _throttle(self, spent: float) -> None:
+        """Keep one session's processing within ``limits.cpu_share`` of a core (after a burst)."""
+        self._cpu += spent
+        limits = self.ctx.settings.limits
+        loop = asyncio.get_running_loop()
+        allowed = limits.cpu_burst + (loop.time() - self._opened) * limits.cpu_share
+        if self._cpu > allowed and "cpu" not in self._paused:
+            self.ctx.counters["cpu_throttled"] += 1
+            self._pause("cpu")
+            loop.call_later((self._cpu - allowed) / limits.cpu_share, self._resume, "cpu")
 
     # -- helpers ----------------------------------------------------------------------------
     def _shutdown_engine(self) -> None:

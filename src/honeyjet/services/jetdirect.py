@@ -8,10 +8,10 @@ from honeyjet.services.base import ServiceContext, StreamSession
 
 def jetdirect_factory(ctx: ServiceContext):
     """A protocol factory for ``loop.create_server``."""
-    max_line = ctx.settings.limits.line_length
+    limits = ctx.settings.limits
 
     def engine() -> PJLEngine:
-        return PJLEngine(ctx.device, max_line=max_line)
+        return PJLEngine(ctx.device, max_line=limits.line_length, max_jobs=limits.jobs_per_session)
 
     def protocol() -> StreamSession:
         return StreamSession(ctx, "pjl", engine)
