@@ -56,6 +56,14 @@ class ServiceSettings(_Section):
     port: int = Field(ge=1, le=65535)
 
 
+class SNMPSettings(ServiceSettings):
+    # replies to one source address per second, and bytes per reply: the agent must not
+    # be usable as a reflector (the rest is dropped and counted)
+    replies_per_source: int = Field(default=20, ge=1)
+    max_reply_bytes: int = Field(default=1472, ge=484, le=65507)
+    session_idle: float = Field(default=60.0, gt=0)
+
+
 class StoreSettings(_Section):
     json_log: bool = True
     database: bool = True
@@ -67,6 +75,10 @@ class Settings(_Section):
     sensor: SensorSettings
     limits: LimitSettings
     pjl: ServiceSettings
+    http: ServiceSettings
+    ipp: ServiceSettings
+    lpd: ServiceSettings
+    snmp: SNMPSettings
     store: StoreSettings
 
     @property

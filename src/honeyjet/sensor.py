@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib
 import logging
 import signal
 import time
@@ -22,13 +23,17 @@ from honeyjet.fsutil import ensure_writable_dir
 from honeyjet.persona.device import Device
 from honeyjet.persona.model import PersonaError
 from honeyjet.services.base import ServiceContext
-from honeyjet.services.jetdirect import jetdirect_factory
 from honeyjet.session import ConnectionLimiter, Counters
 from honeyjet.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
 STATE_SAVE_INTERVAL = 1.0
+
+#: (config section, transport, module in honeyjet.services exposing ``factory(ctx)``)
+SERVICES = [
+    ("pjl", "tcp", "jetdirect"),
+]
 
 
 class StartupError(Exception):
@@ -65,6 +70,7 @@ class Sensor:
         self.counters = Counters()
         self.bus = EventBus(settings.sensor_name, strict=settings.sensor.strict_events)
         self.servers: list[tuple[str, asyncio.AbstractServer]] = []
+        self.endpoints: list[asyncio.BaseTransport] = []
         self.listeners: list[str] = []
         self.ctx: ServiceContext | None = None
         self.device: Device | None = None
@@ -145,14 +151,21 @@ class Sensor:
         ctx = self.ctx
         assert ctx is not None
         loop = asyncio.get_running_loop()
-        services = [("pjl", st.pjl, jetdirect_factory(ctx))]
-        for name, svc, factory in services:
+        for name, transport, module in SERVICES:
+            svc = getattr(st, name)
             if not svc.enabled:
                 continue
             port = st.listen_port(svc)
             if not 0 < port < 65536:
                 raise StartupError(f"error: {name}.port {svc.port} + sensor.port_offset {st.sensor.port_offset} = {port} is not a valid port")
+            factory = importlib.import_module(f"honeyjet.services.{module}").factory(ctx)
             try:
+                if transport == "udp":
+                    endpoint, _ = await loop.create_datagram_endpoint(factory, local_addr=(st.sensor.bind, port))
+                    self.endpoints.append(endpoint)
+                    addr = endpoint.get_extra_info("sockname")
+                    self.listeners.append(f"{name}:udp:{addr[0]}:{addr[1]}")
+                    continue
                 server = await loop.create_server(
                     factory, st.sensor.bind, port, reuse_address=True, backlog=1024, start_serving=False
                 )
@@ -162,11 +175,11 @@ class Sensor:
                     errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; see --port-offset)",
                     errno.EADDRNOTAVAIL: "address not available on this host",
                 }.get(exc.errno or 0, exc.strerror or str(exc))
-                raise StartupError(f"error: cannot listen on {st.sensor.bind}:{port} for {name}: {reason}") from None
+                raise StartupError(f"error: cannot listen on {st.sensor.bind}:{port}/{transport} for {name}: {reason}") from None
             self.servers.append((name, server))
             for sock in server.sockets:
                 addr = sock.getsockname()
-                self.listeners.append(f"{name}:{addr[0]}:{addr[1]}")
+                self.listeners.append(f"{name}:tcp:{addr[0]}:{addr[1]}")
 
     async def _save_state_loop(self) -> None:
         assert self.device is not None
@@ -179,6 +192,9 @@ class Sensor:
 
     # -- stop -------------------------------------------------------------------------------
     async def _close_servers(self) -> None:
+        for endpoint in self.endpoints:
+            endpoint.close()
+        self.endpoints.clear()
         for _, server in self.servers:
             server.close()
         for _, server in self.servers:

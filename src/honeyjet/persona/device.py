@@ -105,10 +105,18 @@ class Device:
     def hostname(self) -> str:
         return self.identity.hostname
 
-    def values(self) -> dict[str, Any]:
-        """Template values for persona text."""
+    def values(self, **extra: Any) -> dict[str, Any]:
+        """Template values for persona text (``extra``: per-request values such as ``ip``).
+
+        Identity: model, manufacturer, vendor, product_number, firmware, firmware_datecode,
+        ram_bytes, serial, mac, mac_tail, hostname, location, contact. Live state:
+        pagecount, display, status_code, online (TRUE/FALSE), state (idle, printing,
+        offline), uptime_s, uptime_ticks (1/100 s), boots. Derived templates:
+        ieee1284_id, network_description.
+        """
         d = self.persona.device
-        return {
+        st = self.status()
+        base = {
             "model": d.model,
             "manufacturer": d.manufacturer,
             "vendor": d.vendor,
@@ -120,8 +128,28 @@ class Device:
             "mac": self.identity.mac,
             "mac_tail": self.identity.mac_tail,
             "hostname": self.identity.hostname,
+            "location": d.location,
+            "contact": d.contact,
             "pagecount": self.page_count(),
+            "display": st.display,
+            "status_code": st.code,
+            "online": "TRUE" if st.online else "FALSE",
+            "state": self.state_name(),
+            "uptime_s": self.uptime_ms() // 1000,
+            "uptime_ticks": self.uptime_ms() // 10,
+            "boots": int(self.state["boots"]),
+            "ip": "",
         }
+        base.update(extra)
+        base["ieee1284_id"] = render(d.ieee1284_id, base)
+        base["network_description"] = render(d.network_description, base)
+        return base
+
+    def state_name(self) -> str:
+        """``idle``, ``printing`` or ``offline``: what SNMP, IPP and the web pages report."""
+        if self.state["operator_message"] is not None:
+            return "offline"
+        return "printing" if self.active_jobs > 0 else "idle"
 
     # -- counters and clocks -------------------------------------------------------------------
     def page_count(self) -> int:

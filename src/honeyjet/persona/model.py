@@ -14,9 +14,14 @@ import string
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from honeyjet.persona.model_http import HTTPSection  # noqa: E402
+from honeyjet.persona.model_ipp import IPPSection  # noqa: E402
+from honeyjet.persona.model_lpd import LPDSection  # noqa: E402
+from honeyjet.persona.model_snmp import SNMPSection  # noqa: E402
 
 BUILTIN_PACKAGE = "honeyjet.persona.data"
 
@@ -44,6 +49,12 @@ class DeviceInfo(_M):
     firmware_datecode: str = ""
     ram_bytes: int = Field(gt=0)
     languages: list[str] = Field(min_length=1)
+    # IEEE 1284 device id (SNMP, IPP printer-device-id, web pages), a template
+    ieee1284_id: str = ""
+    # network interface description (SNMP sysDescr on HP: the JetDirect string), a template
+    network_description: str = ""
+    location: str = ""
+    contact: str = ""
 
 
 class IdentityRules(_M):
@@ -156,6 +167,11 @@ class Persona(_M):
     pjl: PJLSection
     postscript: PostScriptSection
     filesystem: FilesystemSection
+    # one file and one model module per network service (persona/model_<proto>.py)
+    http: HTTPSection | None = None
+    snmp: SNMPSection | None = None
+    ipp: IPPSection | None = None
+    lpd: LPDSection | None = None
 
     @property
     def id(self) -> str:
@@ -168,8 +184,8 @@ def render(template: str, values: dict[str, object]) -> str:
 
 
 def builtin_ids() -> list[str]:
-    files = resources.files(BUILTIN_PACKAGE).iterdir()
-    return sorted(f.name[:-5] for f in files if f.name.endswith(".toml"))
+    root = resources.files(BUILTIN_PACKAGE)
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and d.joinpath("persona.toml").is_file())
 
 
 def _format_error(exc: ValidationError, origin: str) -> str:
@@ -178,23 +194,57 @@ def _format_error(exc: ValidationError, origin: str) -> str:
     return f"persona error: {key}: {err['msg']} ({origin})"
 
 
-def parse_persona(text: str, origin: str) -> Persona:
+def _merge_file(merged: dict[str, Any], text: str, origin: str) -> None:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PersonaError(f"persona error: {origin} is not valid TOML: {exc}") from None
+    for section, value in data.items():
+        if section in merged:
+            raise PersonaError(f"persona error: section [{section}] defined twice ({origin})")
+        merged[section] = value
+
+
+def parse_persona(text: str, origin: str) -> Persona:
+    """One TOML document holding every section."""
+    merged: dict[str, Any] = {}
+    _merge_file(merged, text, origin)
+    return _validate(merged, origin)
+
+
+def _validate(merged: dict[str, Any], origin: str) -> Persona:
     try:
-        return Persona.model_validate(data)
+        return Persona.model_validate(merged)
     except ValidationError as exc:
         raise PersonaError(_format_error(exc, origin)) from None
 
 
+def _read_dir(files: list[tuple[str, Any]], origin: str) -> Persona:
+    """A persona directory: persona.toml plus one TOML file per protocol (http.toml …)."""
+    merged: dict[str, Any] = {}
+    for name, entry in sorted(files, key=lambda f: (f[0] != "persona.toml", f[0])):
+        try:
+            text = entry.read_text("utf-8")
+        except UnicodeDecodeError:
+            raise PersonaError(f"persona error: {origin}/{name} is not UTF-8 text") from None
+        except OSError as exc:
+            raise PersonaError(f"persona error: cannot read {origin}/{name}: {exc.strerror}") from None
+        _merge_file(merged, text, f"{origin}/{name}")
+    return _validate(merged, origin)
+
+
 def load_persona(name_or_path: str) -> Persona:
-    """A built-in persona by id, or a persona TOML file by path."""
+    """A built-in persona by id, or a persona directory or single TOML file by path."""
     if name_or_path in builtin_ids():
-        text = resources.files(BUILTIN_PACKAGE).joinpath(f"{name_or_path}.toml").read_text("utf-8")
-        return parse_persona(text, f"built-in persona {name_or_path}")
+        root = resources.files(BUILTIN_PACKAGE).joinpath(name_or_path)
+        files = [(f.name, f) for f in root.iterdir() if f.name.endswith(".toml")]
+        return _read_dir(files, f"built-in persona {name_or_path}")
     path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        files = [(f.name, f) for f in path.iterdir() if f.suffix == ".toml"]
+        if not any(name == "persona.toml" for name, _ in files):
+            raise PersonaError(f"persona error: {path} has no persona.toml")
+        return _read_dir(files, str(path))
     if path.suffix == ".toml" or path.exists():
         try:
             text = path.read_text("utf-8")
@@ -204,4 +254,4 @@ def load_persona(name_or_path: str) -> Persona:
             raise PersonaError(f"persona error: {path} is not UTF-8 text") from None
         return parse_persona(text, str(path))
     known = ", ".join(builtin_ids())
-    raise PersonaError(f"persona error: sensor.persona = {name_or_path!r}: no such built-in persona (known: {known}) or file")
+    raise PersonaError(f"persona error: sensor.persona = {name_or_path!r}: no such built-in persona (known: {known}), directory or file")

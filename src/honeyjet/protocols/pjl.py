@@ -25,19 +25,16 @@ from typing import Any
 from honeyjet.persona.device import Device, variable_key
 from honeyjet.persona.vfs import FILEERROR_TEXT, FSError, Resolved
 from honeyjet.protocols.outputs import CaptureData, CaptureEnd, CaptureStart, Emit, Output, Send
-from honeyjet.protocols.pages import PageEstimator
+from honeyjet.protocols.jobs import JobCapture
 from honeyjet.protocols.pcl import PCLScanner
 from honeyjet.protocols.pjl_grammar import Command, Option, parse_line
 from honeyjet.protocols.postscript import PostScriptInterpreter
-from honeyjet.protocols.sniff import SNIFF_BYTES, sniff
 from honeyjet.text import escape
 
 UEL = b"\x1b%-12345X"
 FF = b"\x0c"
 CRLF = b"\r\n"
-_WS_BYTES = b" \t\r\n\x00\x0c\x04"
-_WS = frozenset(_WS_BYTES)
-_SNIFF_MAX = 4096  # bytes of leading whitespace a job may carry before it is sniffed anyway
+_WS = frozenset(b" \t\r\n\x00\x0c\x04")
 _PAGE_MESSAGES_MAX = 1000
 
 #: commands a LaserJet of this era implements
@@ -74,14 +71,7 @@ def _uel_prefix(buf: bytearray) -> int:
 
 @dataclass
 class _Job:
-    number: int  # 0: past the session's job limit, read but not captured
-    language: str  # declared or "" until sniffed
-    name: str
-    user: str
-    started: bool = False  # CaptureStart sent
-    head: bytearray = field(default_factory=bytearray)  # first bytes, while sniffing
-    size: int = 0
-    pages: PageEstimator | None = None
+    capture: JobCapture | None  # None: past the session's job limit, read but not captured
     ps: PostScriptInterpreter | None = None
     pcl: PCLScanner | None = None
 
@@ -129,7 +119,8 @@ class PJLEngine:
         held = len(self._buf) + len(self._ws)
         job = self._job
         if job is not None:
-            held += len(job.head) + (job.ps.buffered_bytes if job.ps else 0) + (job.pcl.buffered_bytes if job.pcl else 0)
+            held += job.capture.buffered_bytes if job.capture else 0
+            held += (job.ps.buffered_bytes if job.ps else 0) + (job.pcl.buffered_bytes if job.pcl else 0)
         if self._upload is not None:
             held += len(self._upload.buf)
         return held
@@ -259,64 +250,44 @@ class PJLEngine:
         language = self._lang_next
         self._lang_next = ""
         self._mode = "job"
+        lead = bytes(self._ws)
+        self._ws.clear()
         if self.jobs_done >= self.max_jobs:
             if self.jobs_done == self.max_jobs:
                 out.append(Emit("honeyjet.limit.hit", f"session opened {self.max_jobs} jobs; later jobs are not captured", {"limit": "jobs_per_session", "value": self.max_jobs}))
             self.jobs_done += 1
-            self._job = _Job(0, language or "binary", "", "", started=True)
-            self._ws.clear()
+            self._job = _Job(None)
             return
-        job = _Job(self.device.job_begin(), language, self._job_name, self._job_user)
-        self._job = job
-        lead = bytes(self._ws)
-        self._ws.clear()
+        self._job = _Job(JobCapture(self.device, language=language, name=self._job_name, user=self._job_user))
         if language:
-            self._open_job(out, job)
+            self._released(out, *self._job.capture.open_now())  # type: ignore[union-attr]
         if lead:
             self._job_data(out, lead)
 
-    def _open_job(self, out: list[Output], job: _Job) -> None:
-        if not job.language:
-            language = sniff(bytes(job.head[:_SNIFF_MAX]))
-            job.language = "text" if language == "empty" else language
-        job.started = True
-        job.pages = PageEstimator(job.language)
-        if job.language == "postscript":
-            job.ps = PostScriptInterpreter(self.device)
-        elif job.language == "pcl":
-            job.pcl = PCLScanner(self._memory_free())
-        meta = {"job": job.number, "language": job.language, "name": escape(job.name, 256)}
-        out.append(CaptureStart("job", meta))
-        out.append(Emit("honeyjet.job.start", f"print job {job.number} started ({job.language})", dict(meta)))
-        if self.ustatus["DEVICE"] != "OFF":
-            out.append(Send(self._status_block("@PJL USTATUS DEVICE")))
-        head = bytes(job.head)
-        job.head.clear()
-        if head:
-            self._job_bytes(out, job, head)
+    def _released(self, out: list[Output], outputs: list[Output], data: bytes) -> None:
+        """Outputs of the capture, then interpreters for the bytes it released."""
+        job = self._job
+        assert job is not None and job.capture is not None
+        out.extend(outputs)
+        if any(isinstance(o, CaptureStart) for o in outputs):
+            # the language is known now: start its interpreter, report the busy device
+            if job.capture.language == "postscript":
+                job.ps = PostScriptInterpreter(self.device)
+            elif job.capture.language == "pcl":
+                job.pcl = PCLScanner(self._memory_free())
+            if self.ustatus["DEVICE"] != "OFF":
+                out.append(Send(self._status_block("@PJL USTATUS DEVICE")))
+        if data:
+            if job.ps is not None:
+                out.extend(job.ps.feed(data))
+            elif job.pcl is not None:
+                out.extend(job.pcl.feed(data))
 
     def _job_data(self, out: list[Output], data: bytes) -> None:
         job = self._job
         assert job is not None
-        if not job.number:
-            return
-        if not job.started:
-            job.head += data
-            if len(job.head.lstrip(_WS_BYTES)) < SNIFF_BYTES and len(job.head) < _SNIFF_MAX:
-                return
-            self._open_job(out, job)
-            return
-        self._job_bytes(out, job, data)
-
-    def _job_bytes(self, out: list[Output], job: _Job, data: bytes) -> None:
-        job.size += len(data)
-        out.append(CaptureData(data))
-        if job.pages is not None:
-            job.pages.feed(data)
-        if job.ps is not None:
-            out.extend(job.ps.feed(data))
-        elif job.pcl is not None:
-            out.extend(job.pcl.feed(data))
+        if job.capture is not None:
+            self._released(out, *job.capture.feed(data))
 
     def _step_job(self, out: list[Output], final: bool) -> bool:
         buf = self._buf
@@ -339,36 +310,24 @@ class PJLEngine:
     def _end_job(self, out: list[Output], ended_by: str) -> None:
         job = self._job
         assert job is not None
-        if not job.number:
-            self._job = None
-            self._mode = "pjl"
+        self._job = None
+        self._mode = "pjl"
+        capture = job.capture
+        if capture is None:
             return
-        if not job.started:
-            self._open_job(out, job)
+        if not capture.opened:
+            self._job = job  # interpreters start as the language is decided
+            self._released(out, *capture.open_now())
+            self._job = None
         if job.ps is not None:
             out.extend(job.ps.end_of_job())
         if job.pcl is not None:
             out.extend(job.pcl.end())
-        pages = job.pages.pages() if job.pages else 0
-        self._job = None
-        self._mode = "pjl"
+        end = capture.end(ended_by)
+        out.extend(end)
+        pages = end[-1].meta["pages"]  # type: ignore[union-attr]
         self.jobs_done += 1
-        self.device.job_end(
-            {"job": job.number, "name": job.name, "user": job.user, "language": job.language, "pages": pages, "size": job.size}
-        )
         self._pjl_job_pages += pages
-        out.append(
-            CaptureEnd(
-                {
-                    "job": job.number,
-                    "language": job.language,
-                    "name": escape(job.name, 256),
-                    "user": escape(job.user, 256),
-                    "pages": pages,
-                    "ended_by": ended_by,
-                }
-            )
-        )
         if self.ustatus["PAGE"] == "ON":
             for n in range(1, min(pages, _PAGE_MESSAGES_MAX) + 1):
                 out.append(Send(b"@PJL USTATUS PAGE\r\n%d\r\n\x0c" % n))

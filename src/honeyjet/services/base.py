@@ -274,9 +274,12 @@ class StreamSession(asyncio.Protocol):
             session.jobs += 1
             eventid = "honeyjet.job.captured"
             what = f"print job {fields.get('job')} ({fields.get('language')}, {info.size} bytes, {fields.get('pages')} pages)"
-        else:
+        elif self._capture_kind == "file":
             eventid = "honeyjet.file.stored"
             what = f"uploaded file {fields.get('path')} ({info.size} bytes)"
+        else:  # e.g. an HTTP body: the request event already names it by its sha256
+            self.ctx.counters[self._capture_kind + "s"] += 1
+            return
         self.ctx.counters[self._capture_kind + "s"] += 1
         session.emit(eventid, f"{what} stored as {info.shasum[:12] or 'nothing (quota)'}", fields)
 

@@ -6,7 +6,7 @@ from honeyjet.protocols.pjl import PJLEngine
 from honeyjet.services.base import ServiceContext, StreamSession
 
 
-def jetdirect_factory(ctx: ServiceContext):
+def factory(ctx: ServiceContext):
     """A protocol factory for ``loop.create_server``."""
     limits = ctx.settings.limits
 
