@@ -49,7 +49,7 @@ class StreamSession(asyncio.Protocol):
 
     protocol_name = "tcp"
 
-    def __init__(self, ctx: ServiceContext, protocol_name: str, engine_factory: Callable[[], Engine]):
+    def __init__(self, ctx: ServiceContext, protocol_name: str, engine_factory: Callable[[Session], Engine]):
         self.ctx = ctx
         self.protocol_name = protocol_name
         self.engine_factory = engine_factory
@@ -96,7 +96,7 @@ class StreamSession(asyncio.Protocol):
         self.session.emit("honeyjet.session.connect", f"new connection from {self._peer[0]}:{self._peer[1]}", force=True)
         self._transcript_sink = ctx.artifacts.writer(max_bytes=limits.transcript_bytes)
         self.transcript = TranscriptWriter(self._transcript_sink)
-        self.engine = self.engine_factory()
+        self.engine = self.engine_factory(self.session)
         loop = asyncio.get_running_loop()
         self._last_rx = self._opened = loop.time()
         self._idle = loop.call_later(limits.idle_timeout, self._check_idle)

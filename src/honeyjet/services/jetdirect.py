@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from honeyjet.protocols.pjl import PJLEngine
 from honeyjet.services.base import ServiceContext, StreamSession
+from honeyjet.session import Session
 
 
 def factory(ctx: ServiceContext):
-    """A protocol factory for ``loop.create_server``."""
+    """The protocol factory for ``loop.create_server``; every service module has one."""
     limits = ctx.settings.limits
 
-    def engine() -> PJLEngine:
+    def engine(session: Session) -> PJLEngine:
         return PJLEngine(ctx.device, max_line=limits.line_length, max_jobs=limits.jobs_per_session)
 
     def protocol() -> StreamSession:
