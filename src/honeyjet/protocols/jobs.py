@@ -42,6 +42,11 @@ class JobCapture:
         self._head = bytearray()
         self._ended = False
 
+    def declare(self, language: str) -> None:
+        """The language became known before any byte arrived (e.g. IPP Send-Document's format)."""
+        if not self.opened and language:
+            self.language = language
+
     @property
     def buffered_bytes(self) -> int:
         return len(self._head)

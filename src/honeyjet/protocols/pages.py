@@ -89,7 +89,10 @@ class PageEstimator:
     def pages(self) -> int:
         lang = self.language
         if lang == "postscript":
-            return max(self.dsc_pages, self.counts["dsc_page"], self.counts["showpage"])
+            # DSC comments describe the document; a bare showpage count also counts prologs
+            # that merely define or redefine showpage, so it is the fallback
+            dsc = max(self.dsc_pages, self.counts["dsc_page"])
+            return dsc or self.counts["showpage"]
         if lang == "pdf":
             return max(1, self.counts["pdf_page"])
         if not self.printable:

@@ -70,6 +70,7 @@ class StreamSession(asyncio.Protocol):
         self._cpu = 0.0
         self._opened = 0.0
         self._closing_reason = ""
+        self._close_detail = ""  # the engine's words when it ended the exchange
         self._finished = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -240,7 +241,8 @@ class StreamSession(asyncio.Protocol):
             elif isinstance(out, CaptureEnd):
                 self._capture_end(dict(out.meta))
             elif isinstance(out, Close):
-                self._close(out.reason)
+                self._close_detail = self._close_detail or out.reason
+                self._close("done")
         if getattr(self.engine, "timed_interval", 0) and self._timed is None and not self._eof:
             interval = self.engine.timed_interval  # type: ignore[union-attr]
             self._timed = asyncio.get_running_loop().call_later(interval, self._timed_status)
@@ -305,6 +307,8 @@ class StreamSession(asyncio.Protocol):
             "reason": self._closing_reason or "eof",
             "jobs": session.jobs,
         }
+        if self._close_detail:
+            fields["detail"] = self._close_detail
         if self.transcript is not None and self._transcript_sink is not None:
             try:
                 self.transcript.finish()
