@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import sys
 from pathlib import Path
@@ -36,11 +37,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+STANDARD_PORTS = {"tcp": (9100, 80, 631, 515), "udp": (161,)}
+
+
+def _free(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_offset() -> int:
+    """A port offset whose every shifted service port is free, below the ephemeral range
+    (so client sockets of the tests cannot take them)."""
+    rng = random.Random()
+    for _ in range(200):
+        offset = rng.randrange(10000, 22000)
+        if all(_free(p + offset, socket.SOCK_STREAM) for p in STANDARD_PORTS["tcp"]) and all(
+            _free(p + offset, socket.SOCK_DGRAM) for p in STANDARD_PORTS["udp"]
+        ):
+            return offset
+    raise RuntimeError("no free port offset found")
+
+
 def sensor_settings(data_dir: Path, **sections: dict[str, Any]):
-    """Settings for an in-process sensor on 127.0.0.1 with a free 9100+offset port."""
-    port = free_port()
+    """Settings for an in-process sensor on 127.0.0.1 with every service on free ports."""
     over: dict[str, dict[str, Any]] = {
-        "sensor": {"data_dir": str(data_dir), "bind": "127.0.0.1", "port_offset": port - 9100, "strict_events": True, "name": "test"},
+        "sensor": {"data_dir": str(data_dir), "bind": "127.0.0.1", "port_offset": free_offset(), "strict_events": True, "name": "test",
+                   "user": ""},  # in-process: never drop the test runner's privileges
     }
     for name, values in sections.items():
         over.setdefault(name, {}).update(values)

@@ -7,13 +7,14 @@ import socket
 import subprocess
 import sys
 
-from conftest import free_port
+from conftest import free_offset
 
 
 def honeyjet(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "honeyjet", *args],
-        capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})),
+        capture_output=True, text=True, timeout=timeout,
+        env=dict(os.environ, **{"HONEYJET_SENSOR__USER": "", **(env or {})}),
     )
 
 
@@ -52,28 +53,30 @@ def test_bad_environment_names_the_key(tmp_path):
 
 
 def test_unknown_persona(tmp_path):
-    err = one_line_error(honeyjet("run", "--data-dir", str(tmp_path), "--persona", "no-such-device"))
+    err = one_line_error(honeyjet("run", "--data-dir", str(tmp_path), "--persona", "no-such-device",
+                                  "--bind", "127.0.0.1", "--port-offset", str(free_offset())))
     assert "no-such-device" in err
 
 
 def test_port_in_use_names_the_port(tmp_path):
-    port = free_port()
+    offset = free_offset()
+    port = 9100 + offset
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
-        err = one_line_error(honeyjet("run", "--data-dir", str(tmp_path), "--bind", "127.0.0.1", "--port-offset", str(port - 9100)))
+        err = one_line_error(honeyjet("run", "--data-dir", str(tmp_path), "--bind", "127.0.0.1", "--port-offset", str(offset)))
     assert f"127.0.0.1:{port}" in err and "address already in use" in err
 
 
 def test_unwritable_data_dir_names_the_path():
     # /proc refuses new directories even to root, so this holds however CI runs
     target = "/proc/honeyjet-data"
-    err = one_line_error(honeyjet("run", "--data-dir", target, "--bind", "127.0.0.1", "--port-offset", str(free_port() - 9100)))
+    err = one_line_error(honeyjet("run", "--data-dir", target, "--bind", "127.0.0.1", "--port-offset", str(free_offset())))
     assert target in err and "not writable" in err
 
 
 def test_data_dir_that_is_a_file_names_the_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    err = one_line_error(honeyjet("run", "--data-dir", str(blocker), "--bind", "127.0.0.1", "--port-offset", str(free_port() - 9100)))
+    err = one_line_error(honeyjet("run", "--data-dir", str(blocker), "--bind", "127.0.0.1", "--port-offset", str(free_offset())))
     assert str(blocker) in err

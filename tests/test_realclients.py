@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_offset
 
 pytestmark = pytest.mark.realclient
 
@@ -36,24 +36,32 @@ class SensorProcess:
 
     def __init__(self, data_dir: Path, port: int | None = None, **env: str):
         self.data_dir = data_dir
-        self.port = port or free_port()
-        self.env = dict(os.environ, **env)
+        self.offset = port - 9100 if port else free_offset()
+        self.port = 9100 + self.offset
+        # tests keep the runner's user (root in CI); test_privileges checks the drop itself
+        self.env = dict(os.environ, **{"HONEYJET_SENSOR__USER": "", **env})
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "SensorProcess":
         cmd = [
             sys.executable, "-m", "honeyjet", "--log-level", "WARNING", "run",
-            "--data-dir", str(self.data_dir), "--bind", "127.0.0.1", "--port-offset", str(self.port - 9100),
+            "--data-dir", str(self.data_dir), "--bind", "127.0.0.1", "--port-offset", str(self.offset),
         ]
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # ready = serving: the sensor.start event is written after every listener serves
+        log = self.data_dir / "log" / "honeyjet.json"
+        seen = log.stat().st_size if log.exists() else 0
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"sensor exited: {self.proc.stderr.read().decode()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
-                return self
-            time.sleep(0.1)
-        raise AssertionError("sensor did not start listening")
+            with contextlib.suppress(OSError):
+                with open(log, "rb") as fh:
+                    fh.seek(seen)
+                    if b'"honeyjet.sensor.start"' in fh.read():
+                        return self
+            time.sleep(0.05)
+        raise AssertionError("sensor did not start serving")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -100,7 +108,8 @@ def sensor9100(tmp_path):
             probe.bind(("127.0.0.1", 9100))
         except OSError:
             pytest.fail("127.0.0.1:9100 is in use; the nmap acceptance tests need it free")
-    proc = SensorProcess(tmp_path / "data", port=9100).start()
+    proc = SensorProcess(tmp_path / "data", port=9100, HONEYJET_HTTP__ENABLED="false", HONEYJET_IPP__ENABLED="false",
+                         HONEYJET_LPD__ENABLED="false", HONEYJET_SNMP__ENABLED="false").start()
     yield proc
     proc.stop()
 
@@ -129,7 +138,7 @@ def test_nmap_pjl_ready_message_reads_and_sets_the_display(sensor9100):
     assert b'DISPLAY="HACKED BY NSE"' in sensor9100.query(b"@PJL INFO STATUS\r\n")
     # … and so does one after a restart
     sensor9100.stop()
-    again = SensorProcess(sensor9100.data_dir, port=9100).start()
+    again = SensorProcess(sensor9100.data_dir, port=9100, **{k: v for k, v in sensor9100.env.items() if k.startswith("HONEYJET_")}).start()
     try:
         assert b'DISPLAY="HACKED BY NSE"' in again.query(b"@PJL INFO STATUS\r\n")
         out = run(base, timeout=60).stdout

@@ -29,11 +29,12 @@ class _Section(BaseModel):
 
 class SensorSettings(_Section):
     name: str = Field(default="", max_length=128)
-    data_dir: Path = Path("honeyjet-data")
+    data_dir: str = ""  # "" = default_data_dir()
     bind: str = Field(default="0.0.0.0", min_length=1)
     port_offset: int = Field(default=0, ge=-65535, le=65535)
     persona: str = Field(default="hp-laserjet-4250", min_length=1)
     strict_events: bool = False
+    user: str = Field(default="nobody", max_length=64)
 
 
 class LimitSettings(_Section):
@@ -59,7 +60,7 @@ class ServiceSettings(_Section):
 class SNMPSettings(ServiceSettings):
     # replies to one source address per second, and bytes per reply: the agent must not
     # be usable as a reflector (the rest is dropped and counted)
-    replies_per_source: int = Field(default=20, ge=1)
+    replies_per_source: int = Field(default=50, ge=1)
     max_reply_bytes: int = Field(default=1472, ge=484, le=65507)
     session_idle: float = Field(default=60.0, gt=0)
 
@@ -87,7 +88,7 @@ class Settings(_Section):
 
     @property
     def data_dir(self) -> Path:
-        return self.sensor.data_dir.expanduser().resolve()
+        return Path(self.sensor.data_dir or default_data_dir()).expanduser().resolve()
 
     def listen_port(self, service: ServiceSettings) -> int:
         return service.port + self.sensor.port_offset
@@ -95,6 +96,11 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         return self.store.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'honeyjet.db'}"
+
+
+def default_data_dir() -> str:
+    """``/var/lib/honeyjet`` for root (reachable by the user it drops to), else ``./honeyjet-data``."""
+    return "/var/lib/honeyjet" if os.geteuid() == 0 else "honeyjet-data"
 
 
 def packaged_defaults() -> dict[str, Any]:
@@ -165,7 +171,7 @@ def load_settings(
     over = {s: dict(v) for s, v in (overrides or {}).items()}
     if config_file is None:
         data_dir = over.get("sensor", {}).get("data_dir") or env_cfg.get("sensor", {}).get("data_dir")
-        candidate = Path(str(data_dir or merged["sensor"]["data_dir"])).expanduser() / "honeyjet.toml"
+        candidate = Path(str(data_dir or merged["sensor"]["data_dir"] or default_data_dir())).expanduser() / "honeyjet.toml"
         if candidate.is_file():
             config_file = candidate
     if config_file is not None:

@@ -11,7 +11,9 @@ import asyncio
 import errno
 import importlib
 import logging
+import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from honeyjet.events import EventBus, sensor_identity
 from honeyjet.fsutil import ensure_writable_dir
 from honeyjet.persona.device import Device
 from honeyjet.persona.model import PersonaError
+from honeyjet.privileges import PrivilegeError, drop_privileges
 from honeyjet.services.base import ServiceContext
 from honeyjet.session import ConnectionLimiter, Counters
 from honeyjet.store.artifacts import ArtifactStore
@@ -33,6 +36,10 @@ STATE_SAVE_INTERVAL = 1.0
 #: (config section, transport, module in honeyjet.services exposing ``factory(ctx)``)
 SERVICES = [
     ("pjl", "tcp", "jetdirect"),
+    ("http", "tcp", "ews"),
+    ("ipp", "tcp", "ipp"),
+    ("lpd", "tcp", "lpd"),
+    ("snmp", "udp", "snmp"),
 ]
 
 
@@ -55,6 +62,29 @@ class ArtifactBlobs:
         return self.store.read(shasum)
 
 
+def bind_socket(host: str, port: int, transport: str) -> socket.socket:
+    """A bound (and for TCP listening) non-blocking socket for ``host:port``."""
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    family, _, _, _, addr = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _close_all(sockets: list) -> None:
+    for entry in sockets:
+        entry[-1].close()
+
+
 def data_paths(data_dir: Path) -> dict[str, Path]:
     return {
         "state": data_dir / "state",
@@ -71,6 +101,7 @@ class Sensor:
         self.bus = EventBus(settings.sensor_name, strict=settings.sensor.strict_events)
         self.servers: list[tuple[str, asyncio.AbstractServer]] = []
         self.endpoints: list[asyncio.BaseTransport] = []
+        self.skipped: list[str] = []  # services without the privilege to bind their port
         self.listeners: list[str] = []
         self.ctx: ServiceContext | None = None
         self.device: Device | None = None
@@ -93,8 +124,47 @@ class Sensor:
         return paths
 
     async def start(self) -> None:
+        """Bind every port (as root if need be), drop privileges, open stores, then serve.
+
+        Ports are bound before anything is written, so a busy port fails fast; nothing
+        is served until the stores and sinks are ready.
+        """
         st = self.settings
         paths = self._prepare_dirs()
+        sockets = self._bind()
+        try:
+            # open files and import code while still privileged (after the switch the
+            # interpreter's own files may be out of reach), then drop, then serve
+            await self._open(paths)
+            factories = [importlib.import_module(f"honeyjet.services.{module}") for _, _, module, _ in sockets]
+            try:
+                drop_privileges(st.sensor.user, st.data_dir)
+            except PrivilegeError as exc:
+                raise StartupError(str(exc)) from None
+            await self._serve(sockets, factories)
+        except StartupError:
+            _close_all(sockets)
+            await self._close_servers()
+            await self.bus.stop()
+            raise
+        self.started = time.time()
+        assert self.device is not None
+        self.device.state.save()
+        self._saver = asyncio.create_task(self._save_state_loop())
+        self.bus.emit(
+            "honeyjet.sensor.start",
+            f"honeyjet {__version__} listening as {self.device.model} ({', '.join(self.listeners)})",
+            sensor_identity(),
+            {
+                "version": __version__,
+                "persona": self.device.persona.id,
+                "listeners": list(self.listeners),
+                "unavailable": list(self.skipped),
+            },
+        )
+
+    async def _open(self, paths: dict[str, Path]) -> None:
+        st = self.settings
         self.artifacts = ArtifactStore(
             paths["artifacts"], max_object_bytes=st.limits.job_bytes, quota_bytes=st.limits.disk_quota, fsync=st.store.fsync
         )
@@ -102,31 +172,13 @@ class Sensor:
             self.device = Device.open(st.sensor.persona, paths["state"], ArtifactBlobs(self.artifacts, st.limits.job_bytes))
         except PersonaError as exc:
             raise StartupError(str(exc)) from None
-        except ValueError as exc:  # corrupt identity file
+        except (ValueError, OSError) as exc:  # corrupt or unreadable identity/state
             raise StartupError(str(exc)) from None
         limiter = ConnectionLimiter(
             self.bus, self.counters, total=st.limits.sessions_total, per_source=st.limits.sessions_per_source
         )
         self.ctx = ServiceContext(st, self.bus, self.device, self.artifacts, self.counters, limiter)
-        # bind every port first (a busy port fails before anything is written), serve later
-        try:
-            await self._listen()
-            await self._start_sinks(paths)
-        except StartupError:
-            await self._close_servers()
-            await self.bus.stop()
-            raise
-        for _, server in self.servers:
-            await server.start_serving()
-        self.started = time.time()
-        self.device.state.save()
-        self._saver = asyncio.create_task(self._save_state_loop())
-        self.bus.emit(
-            "honeyjet.sensor.start",
-            f"honeyjet {__version__} listening as {self.device.model} ({', '.join(self.listeners)})",
-            sensor_identity(),
-            {"version": __version__, "persona": self.device.persona.id, "listeners": list(self.listeners)},
-        )
+        await self._start_sinks(paths)
 
     async def _start_sinks(self, paths: dict[str, Path]) -> None:
         st = self.settings
@@ -146,40 +198,61 @@ class Sensor:
             self.bus.add_sink(DatabaseSink(self.database))
         await self.bus.start()
 
-    async def _listen(self) -> None:
+    def _bind(self) -> list[tuple[str, str, str, socket.socket]]:
+        """Bound sockets for every enabled service: (name, transport, module, socket)."""
         st = self.settings
-        ctx = self.ctx
-        assert ctx is not None
-        loop = asyncio.get_running_loop()
+        bound: list[tuple[str, str, str, socket.socket]] = []
         for name, transport, module in SERVICES:
             svc = getattr(st, name)
             if not svc.enabled:
                 continue
             port = st.listen_port(svc)
             if not 0 < port < 65536:
+                _close_all(bound)
                 raise StartupError(f"error: {name}.port {svc.port} + sensor.port_offset {st.sensor.port_offset} = {port} is not a valid port")
-            factory = importlib.import_module(f"honeyjet.services.{module}").factory(ctx)
             try:
-                if transport == "udp":
-                    endpoint, _ = await loop.create_datagram_endpoint(factory, local_addr=(st.sensor.bind, port))
-                    self.endpoints.append(endpoint)
-                    addr = endpoint.get_extra_info("sockname")
-                    self.listeners.append(f"{name}:udp:{addr[0]}:{addr[1]}")
+                bound.append((name, transport, module, bind_socket(st.sensor.bind, port, transport)))
+            except PermissionError:
+                if port < 1024 and os.geteuid() != 0:
+                    # not allowed to be the whole printer: serve what we may, say so loudly
+                    log.warning(
+                        "%s not started: port %d/%s needs root or CAP_NET_BIND_SERVICE "
+                        "(or run with --port-offset and redirect the port)", name, port, transport
+                    )
+                    self.skipped.append(f"{name}:{transport}:{port}")
                     continue
-                server = await loop.create_server(
-                    factory, st.sensor.bind, port, reuse_address=True, backlog=1024, start_serving=False
-                )
+                _close_all(bound)
+                raise StartupError(f"error: cannot listen on {st.sensor.bind}:{port}/{transport} for {name}: permission denied") from None
             except OSError as exc:
+                _close_all(bound)
                 reason = {
                     errno.EADDRINUSE: "address already in use",
                     errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE; see --port-offset)",
                     errno.EADDRNOTAVAIL: "address not available on this host",
                 }.get(exc.errno or 0, exc.strerror or str(exc))
                 raise StartupError(f"error: cannot listen on {st.sensor.bind}:{port}/{transport} for {name}: {reason}") from None
-            self.servers.append((name, server))
-            for sock in server.sockets:
-                addr = sock.getsockname()
-                self.listeners.append(f"{name}:tcp:{addr[0]}:{addr[1]}")
+            except socket.gaierror as exc:
+                _close_all(bound)
+                raise StartupError(f"error: sensor.bind = {st.sensor.bind!r}: {exc.strerror}") from None
+        return bound
+
+    async def _serve(self, sockets: list[tuple[str, str, str, socket.socket]], modules: list) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        loop = asyncio.get_running_loop()
+        for (name, transport, _, sock), module in zip(sockets, modules):
+            try:
+                factory = module.factory(ctx)
+            except PersonaError as exc:  # e.g. the persona has no section for this service
+                raise StartupError(f"{exc} (service {name}; disable it with {name}.enabled = false)") from None
+            addr = sock.getsockname()
+            if transport == "udp":
+                endpoint, _ = await loop.create_datagram_endpoint(factory, sock=sock)
+                self.endpoints.append(endpoint)
+            else:
+                server = await loop.create_server(factory, sock=sock, backlog=1024)
+                self.servers.append((name, server))
+            self.listeners.append(f"{name}:{transport}:{addr[0]}:{addr[1]}")
 
     async def _save_state_loop(self) -> None:
         assert self.device is not None
@@ -194,6 +267,8 @@ class Sensor:
     async def _close_servers(self) -> None:
         for endpoint in self.endpoints:
             endpoint.close()
+        if self.endpoints:
+            await asyncio.sleep(0)  # let datagram protocols run connection_lost (close pseudo-sessions)
         self.endpoints.clear()
         for _, server in self.servers:
             server.close()

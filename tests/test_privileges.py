@@ -1,0 +1,54 @@
+"""Started as root, the sensor binds its ports, gives the data directory away and drops root."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from test_realclients import ID_PROBE, SensorProcess
+
+pytestmark = [
+    pytest.mark.realclient,
+    pytest.mark.skipif(os.geteuid() != 0, reason="only root can drop privileges; CI runs as root"),
+]
+
+
+def _uid_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[2])  # effective uid
+    raise AssertionError("no Uid line")
+
+
+def test_root_start_drops_to_the_configured_user():
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="honeyjet-priv-", dir="/tmp"))
+    base.chmod(0o755)
+    sensor = SensorProcess(base / "data", HONEYJET_SENSOR__USER="nobody").start()
+    try:
+        assert _uid_of(sensor.proc.pid) == nobody.pw_uid
+        assert sensor.query(ID_PROBE) == b'@PJL INFO ID\r\n"HP LaserJet 4250"\r\n\x0c'
+        assert (base / "data" / "log" / "honeyjet.json").stat().st_uid == nobody.pw_uid
+        assert (base / "data" / "state" / "identity.json").stat().st_uid == nobody.pw_uid
+    finally:
+        sensor.stop()
+    import sqlite3
+
+    with sqlite3.connect(base / "data" / "honeyjet.db") as db:  # the database kept working as nobody
+        assert db.execute("select count(*) from events where eventid = 'honeyjet.pjl.command'").fetchone()[0] == 1
+    assert any(e["eventid"] == "honeyjet.sensor.stop" for e in sensor.events())
+
+
+def test_unknown_user_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "honeyjet", "run", "--data-dir", str(tmp_path), "--bind", "127.0.0.1", "--port-offset", "17000"],
+        capture_output=True, text=True, timeout=30, env=dict(os.environ, HONEYJET_SENSOR__USER="no-such-user-x"),
+    )
+    assert result.returncode == 2 and "sensor.user = 'no-such-user-x'" in result.stderr and "Traceback" not in result.stderr
