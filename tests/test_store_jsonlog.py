@@ -47,7 +47,7 @@ class RecordingWrites:
 async def test_lines_parse_and_are_batched_per_loop_iteration(tmp_path, monkeypatch):
     path = tmp_path / "log" / "sub" / "honeyjet.json"
     rec = RecordingWrites(monkeypatch)
-    sink = JsonLinesSink(path)
+    sink = JsonLinesSink(path, flush_interval=0)
     bus = EventBus("sensor-1", strict=True)
     bus.add_sink(sink)
     await bus.start()
@@ -67,7 +67,7 @@ async def test_lines_parse_and_are_batched_per_loop_iteration(tmp_path, monkeypa
 async def test_every_write_holds_whole_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(jsonlog, "CHUNK_BYTES", 4096)
     rec = RecordingWrites(monkeypatch)
-    sink = JsonLinesSink(tmp_path / "h.json")
+    sink = JsonLinesSink(tmp_path / "h.json", flush_interval=0)
     await sink.start()
     for i in range(500):
         sink.write({"eventid": "honeyjet.pjl.command", "n": i, "pad": "x" * (i % 97)})
@@ -82,7 +82,7 @@ async def test_every_write_holds_whole_lines(tmp_path, monkeypatch):
 
 
 def test_without_a_running_loop_each_write_goes_out_at_once(tmp_path):
-    sink = JsonLinesSink(tmp_path / "h.json")
+    sink = JsonLinesSink(tmp_path / "h.json", flush_interval=0)
     sink.write({"eventid": "a"})
     assert read_lines(tmp_path / "h.json") == [{"eventid": "a"}]
     sink.write({"eventid": "b"})
@@ -92,7 +92,7 @@ def test_without_a_running_loop_each_write_goes_out_at_once(tmp_path):
 
 async def test_partial_writes_are_completed(tmp_path, monkeypatch):
     rec = RecordingWrites(monkeypatch, limit=7)  # the kernel takes 7 bytes at a time
-    sink = JsonLinesSink(tmp_path / "h.json")
+    sink = JsonLinesSink(tmp_path / "h.json", flush_interval=0)
     await sink.start()
     for i in range(20):
         sink.write({"eventid": "honeyjet.pjl.command", "i": i})
@@ -103,7 +103,7 @@ async def test_partial_writes_are_completed(tmp_path, monkeypatch):
 
 async def test_copytruncate_leaves_no_hole(tmp_path):
     path = tmp_path / "h.json"
-    sink = JsonLinesSink(path)
+    sink = JsonLinesSink(path, flush_interval=0)
     await sink.start()
     for i in range(50):
         sink.write({"eventid": "before", "i": i, "pad": "p" * 100})
@@ -124,7 +124,7 @@ async def test_copytruncate_leaves_no_hole(tmp_path):
 
 async def test_rename_then_reopen(tmp_path):
     path = tmp_path / "h.json"
-    sink = JsonLinesSink(path)
+    sink = JsonLinesSink(path, flush_interval=0)
     await sink.start()
     sink.write({"eventid": "one"})
     await asyncio.sleep(0)
@@ -142,7 +142,7 @@ async def test_rename_then_reopen(tmp_path):
 async def test_inode_change_is_noticed_without_reopen(tmp_path):
     now = [0.0]
     path = tmp_path / "h.json"
-    sink = JsonLinesSink(path, check_interval=5.0, clock=lambda: now[0])
+    sink = JsonLinesSink(path, check_interval=5.0, clock=lambda: now[0], flush_interval=0)
     await sink.start()
     sink.write({"eventid": "one"})
     await asyncio.sleep(0)
@@ -164,7 +164,7 @@ async def test_inode_change_is_noticed_without_reopen(tmp_path):
 
 
 async def test_values_json_cannot_hold_do_not_crash(tmp_path):
-    sink = JsonLinesSink(tmp_path / "h.json")
+    sink = JsonLinesSink(tmp_path / "h.json", flush_interval=0)
     await sink.start()
 
     class Odd:
@@ -206,7 +206,7 @@ def test_dumps_line_never_raises():
 
 async def test_write_errors_are_counted_not_raised(tmp_path, monkeypatch, caplog):
     path = tmp_path / "h.json"
-    sink = JsonLinesSink(path)
+    sink = JsonLinesSink(path, flush_interval=0)
     await sink.start()
     sink.write({"eventid": "ok", "i": 0})
     await asyncio.sleep(0)
@@ -242,7 +242,7 @@ async def test_write_errors_are_counted_not_raised(tmp_path, monkeypatch, caplog
 async def test_reopen_appends_after_a_partial_line_left_by_a_crash(tmp_path):
     path = tmp_path / "h.json"
     path.write_bytes(b'{"eventid":"whole"}\n{"eventid":"cut')
-    sink = JsonLinesSink(path)
+    sink = JsonLinesSink(path, flush_interval=0)
     await sink.start()
     sink.write({"eventid": "next"})
     await sink.stop()
@@ -253,9 +253,23 @@ async def test_reopen_appends_after_a_partial_line_left_by_a_crash(tmp_path):
 
 async def test_unwritable_path_fails_at_start(tmp_path):
     (tmp_path / "file").write_text("not a directory")
-    sink = JsonLinesSink(tmp_path / "file" / "h.json")
+    sink = JsonLinesSink(tmp_path / "file" / "h.json", flush_interval=0)
     with pytest.raises(OSError):
         await sink.start()
     sink.write({"eventid": "x"})  # still never raises from write()
     await sink.stop()
     assert sink.counters["write_errors"] >= 1 and sink.counters["lines_dropped"] >= 1
+
+
+async def test_a_busy_sensor_writes_few_large_batches(tmp_path):
+    """With the default interval, events of one burst share one os.write within 20 ms."""
+    path = tmp_path / "h.json"
+    sink = JsonLinesSink(path)
+    await sink.start()
+    for i in range(500):
+        sink.write({"eventid": "honeyjet.session.connect", "n": i})
+    assert path.stat().st_size == 0  # nothing written yet: batched
+    await asyncio.sleep(0.05)
+    lines = path.read_bytes().splitlines()
+    assert [orjson.loads(x)["n"] for x in lines] == list(range(500))
+    await sink.stop()

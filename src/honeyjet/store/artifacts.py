@@ -114,6 +114,7 @@ class ArtifactStore:
             "aborted": 0,
         }
         self._reserved = 0  # bytes held by open writers
+        self._recent: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
         self._errors_logged = 0
         self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self.tmp.mkdir(mode=DIR_MODE, exist_ok=True)
@@ -161,6 +162,17 @@ class ArtifactStore:
         if not is_shasum(shasum):
             return None
         return self.root / shasum
+
+    RECENT = 4096  # sha256s known to be on disk, kept to skip a stat for repeated content
+
+    def _known(self, shasum: str) -> bool:
+        return shasum in self._recent
+
+    def _remember(self, shasum: str) -> None:
+        recent = self._recent
+        recent[shasum] = None
+        if len(recent) > self.RECENT:
+            del recent[next(iter(recent))]
 
     def exists(self, shasum: str) -> bool:
         p = self.path(shasum)
@@ -426,10 +438,11 @@ class ArtifactWriter:
         else:
             shasum = (self._prefix_hash if quota_exceeded else self._hash).hexdigest()
             dest = store.root / shasum
-            if os.path.exists(dest):
+            if store._known(shasum) or os.path.exists(dest):
                 duplicate = True
                 path = dest
                 counters["duplicates"] += 1
+                store._remember(shasum)
             else:
                 try:
                     self._commit(dest)
@@ -437,6 +450,7 @@ class ArtifactWriter:
                     store._usage += stored
                     counters["stored"] += 1
                     counters["bytes_stored"] += stored
+                    store._remember(shasum)
                 except OSError as exc:
                     store._error("storing an artifact", exc)
                     shasum, stored = "", 0

@@ -38,6 +38,7 @@ import hashlib
 import logging
 import math
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -392,6 +393,8 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(
         exc,
         (
+            sqlite3.OperationalError,  # locked / busy / disk I/O on the direct SQLite path
+            sqlite3.InterfaceError,
             sa_exc.OperationalError,
             sa_exc.InterfaceError,
             sa_exc.DisconnectionError,
@@ -401,6 +404,140 @@ def _is_transient(exc: BaseException) -> bool:
             asyncio.TimeoutError,
         ),
     )
+
+
+# -- the SQLite write path ----------------------------------------------------------
+
+
+def _sqlite_dt(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime stores (UTC, naive), so its reads agree."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+_SQLITE_EVENT_COLUMNS = (
+    "event_uuid", "eventid", "timestamp", "ts", "session", "sensor", "protocol",
+    "src_ip", "src_port", "dst_ip", "dst_port", "message", "data",
+)
+_SQLITE_CLOSE_COLUMNS = ("ended", "duration_ms", "bytes_in", "bytes_out", "reason", "transcript_shasum", "jobs")
+_SQLITE_JOB_COLUMNS = (
+    "event_uuid", "session", "sensor", "ts", "job", "language", "name", "user", "pages",
+    "shasum", "size", "stored_size", "truncated", "ended_by",
+)
+_IDENTITY = ("session", "sensor", "protocol", "src_ip", "src_port", "dst_ip", "dst_port")
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+_SQL_EVENTS = (
+    f"INSERT INTO events ({', '.join(_SQLITE_EVENT_COLUMNS)}) VALUES ({_placeholders(len(_SQLITE_EVENT_COLUMNS))}) "
+    "ON CONFLICT (event_uuid) DO NOTHING"
+)
+_SQL_CONNECTS = (
+    f"INSERT INTO sessions ({', '.join(_IDENTITY)}, started) VALUES ({_placeholders(len(_IDENTITY) + 1)}) "
+    "ON CONFLICT (session) DO UPDATE SET started = coalesce(sessions.started, excluded.started)"
+)
+_SQL_CLOSES = (
+    f"INSERT INTO sessions ({', '.join(_IDENTITY + _SQLITE_CLOSE_COLUMNS)}) "
+    f"VALUES ({_placeholders(len(_IDENTITY) + len(_SQLITE_CLOSE_COLUMNS))}) "
+    "ON CONFLICT (session) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _SQLITE_CLOSE_COLUMNS)
+)
+_SQL_JOBS = (
+    f'INSERT INTO jobs ({", ".join(c if c != "user" else chr(34) + "user" + chr(34) for c in _SQLITE_JOB_COLUMNS)}) '
+    f"VALUES ({_placeholders(len(_SQLITE_JOB_COLUMNS))}) ON CONFLICT (event_uuid) DO NOTHING"
+)
+_SQL_ARTIFACTS = (
+    "INSERT INTO artifacts (shasum, first_seen, size) VALUES (?, ?, ?) "
+    "ON CONFLICT (shasum) DO UPDATE SET first_seen = excluded.first_seen "
+    "WHERE artifacts.first_seen IS NULL OR excluded.first_seen < artifacts.first_seen"
+)
+
+
+class _SQLiteWriter:
+    """Writes batches with the standard library's sqlite3 on one dedicated thread.
+
+    The same rows and the same idempotent upserts as the SQLAlchemy path, at a fraction
+    of its cost per event: row building, JSON encoding and SQLite all run off the event
+    loop's thread, which only hands over a list. Reads and migrations stay on SQLAlchemy.
+    """
+
+    def __init__(self, path: str, busy_timeout_ms: int):
+        import concurrent.futures
+
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="honeyjet-sqlite")
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms:d}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _write(self, batch: Sequence[dict[str, Any]]) -> int:
+        rows = build_rows(batch)
+        if not rows.events:
+            return 0
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                _SQL_EVENTS,
+                [
+                    (r["event_uuid"], r["eventid"], r["timestamp"], _sqlite_dt(r["ts"]), r["session"], r["sensor"],
+                     r["protocol"], r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"], r["message"],
+                     _json_serializer(r["data"]))
+                    for r in rows.events
+                ],
+            )
+            if rows.connects:
+                conn.executemany(
+                    _SQL_CONNECTS, [tuple(r[c] for c in _IDENTITY) + (_sqlite_dt(r["started"]),) for r in rows.connects]
+                )
+            if rows.closes:
+                conn.executemany(
+                    _SQL_CLOSES,
+                    [
+                        tuple(r[c] for c in _IDENTITY) + (_sqlite_dt(r["ended"]),) + tuple(r[c] for c in _SQLITE_CLOSE_COLUMNS[1:])
+                        for r in rows.closes
+                    ],
+                )
+            if rows.jobs:
+                conn.executemany(
+                    _SQL_JOBS,
+                    [tuple(_sqlite_dt(r[c]) if c == "ts" else r[c] for c in _SQLITE_JOB_COLUMNS) for r in rows.jobs],
+                )
+            if rows.artifacts:
+                conn.executemany(_SQL_ARTIFACTS, [(r["shasum"], _sqlite_dt(r["first_seen"]), r["size"]) for r in rows.artifacts])
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # the connection itself failed: reconnect next time
+                self._conn = None
+            raise
+        return len(rows.events)
+
+    async def write(self, batch: Sequence[dict[str, Any]]) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._write, list(batch))
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        self._pool.shutdown(wait=True)
 
 
 # -- database -----------------------------------------------------------------------
@@ -415,6 +552,7 @@ class Database:
         self.echo = echo
         self.engine: AsyncEngine | None = None
         self.applied: list[int] = []  # migration steps the last open() applied
+        self._sqlite: _SQLiteWriter | None = None  # the fast write path for a file database
 
     @property
     def dialect(self) -> str:
@@ -452,6 +590,8 @@ class Database:
             self.engine = None
             await engine.dispose()
             raise
+        if backend == "sqlite" and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            self._sqlite = _SQLiteWriter(url.database, self.busy_timeout_ms)
 
     def _sqlite_setup(self, engine: AsyncEngine) -> None:
         busy = self.busy_timeout_ms
@@ -477,6 +617,9 @@ class Database:
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
 
     async def close(self) -> None:
+        writer, self._sqlite = self._sqlite, None
+        if writer is not None:
+            await writer.close()
         engine, self.engine = self.engine, None
         if engine is not None:
             await engine.dispose()
@@ -516,6 +659,8 @@ class Database:
         Idempotent: events already stored (same ``event_uuid``) change nothing.
         Returns the number of distinct events in the batch.
         """
+        if self._sqlite is not None:
+            return await self._sqlite.write(batch)
         rows = build_rows(batch)
         if not rows.events:
             return 0
