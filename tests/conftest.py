@@ -19,6 +19,13 @@ from honeyjet.sensor import Sensor  # noqa: E402
 BOTH_LOOPS = {"test_service"}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Property tests (hypothesis) carry the ``fuzz`` marker, so the quick loop can skip them."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.fuzz)
+
+
 def pytest_asyncio_loop_factories(config, item):
     """Service tests run on the stdlib loop and on uvloop (which `honeyjet run` uses)."""
     loops = {"asyncio": asyncio.new_event_loop}
