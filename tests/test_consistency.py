@@ -228,3 +228,17 @@ def test_a_job_over_any_port_raises_every_page_counter_alike(printer, tmp_path):
     # the PostScript identity queries are jobs too, but print nothing
     jobs = [e for e in printer.events() if e["eventid"] == "honeyjet.job.captured" and e["pages"]]
     assert [(j["protocol"], j["pages"]) for j in jobs] == [("pjl", 2), ("lpd", 2), ("ipp", 2)]
+
+
+def test_consumables_read_the_same_on_the_web_and_over_snmp(printer):
+    out = subprocess.run(
+        [need("snmpget"), "-v2c", "-c", "public", "-On", "-Ov", f"127.0.0.1:{port(printer, 161)}",
+         "1.3.6.1.2.1.43.11.1.1.6.1.1", "1.3.6.1.2.1.43.11.1.1.8.1.1", "1.3.6.1.2.1.43.11.1.1.9.1.1"],
+        capture_output=True, text=True, timeout=30,
+    ).stdout.splitlines()
+    description = out[0].split(": ", 1)[1].strip('"')
+    capacity, level = (int(line.split(": ", 1)[1]) for line in out[1:])
+    page = http_page(printer, "hp.DeviceStatus")
+    part = description.rsplit(" ", 1)[1]
+    web = int(re.search(rf"\(HP {part}\):</div><div class=\"hpDataItemValue\">(\d+)%", page).group(1))
+    assert web == max(1, level * 100 // capacity)

@@ -8,6 +8,7 @@ connection sees.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -111,8 +112,9 @@ class Device:
         Identity: model, manufacturer, vendor, product_number, firmware, firmware_datecode,
         ram_bytes, serial, mac, mac_tail, hostname, location, contact. Live state:
         pagecount, display, status_code, online (TRUE/FALSE), state (idle, printing,
-        offline), uptime_s, uptime_ticks (1/100 s), boots. Derived templates:
-        ieee1284_id, network_description.
+        offline), uptime_s, uptime_ticks (1/100 s), boots; per consumable ``<id>_``
+        description, part, capacity, level (= pages_left), percent, pages_used. Derived
+        templates: ieee1284_id, network_description.
         """
         d = self.persona.device
         st = self.status()
@@ -140,10 +142,40 @@ class Device:
             "boots": int(self.state["boots"]),
             "ip": "",
         }
+        for supply in self.supplies(base["pagecount"]):
+            sid = supply["id"]
+            for key in ("description", "part", "capacity", "level", "percent", "pages_left", "pages_used"):
+                base[f"{sid}_{key}"] = supply[key]
         base.update(extra)
         base["ieee1284_id"] = render(d.ieee1284_id, base)
         base["network_description"] = render(d.network_description, base)
         return base
+
+    def supplies(self, pagecount: int | None = None) -> list[dict[str, Any]]:
+        """Consumable levels from the page counter: the same numbers on every port.
+
+        Each unit lasts ``capacity`` pages; where in its life this install's unit is comes
+        from the install id, so levels differ between installs but never between reads.
+        """
+        pages = self.page_count() if pagecount is None else int(pagecount)
+        out = []
+        for s in self.persona.device.supplies:
+            salt = int.from_bytes(hashlib.sha256(f"{self.identity.install_id}:{s.id}".encode()).digest()[:4], "big")
+            used = (pages + salt) % s.capacity
+            left = s.capacity - used
+            out.append(
+                {
+                    "id": s.id,
+                    "description": s.description,
+                    "part": s.part,
+                    "capacity": s.capacity,
+                    "level": left,
+                    "percent": max(1, left * 100 // s.capacity),
+                    "pages_left": left,
+                    "pages_used": used,
+                }
+            )
+        return out
 
     def state_name(self) -> str:
         """``idle``, ``printing`` or ``offline``: what SNMP, IPP and the web pages report."""

@@ -40,6 +40,19 @@ class PersonaInfo(_M):
     schema_version: int = Field(default=1, ge=1, le=1)
 
 
+class Supply(_M):
+    """A consumable whose level every protocol reports alike (web pages, SNMP, IPP).
+
+    The level falls as the page counter rises: ``capacity`` pages per unit, starting
+    from a per-install point, so two installs never show the same levels.
+    """
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")  # template prefix: ${toner_percent} …
+    description: str  # "Black Cartridge HP Q5942X"
+    part: str = ""  # "Q5942X"
+    capacity: int = Field(gt=0)  # pages
+
+
 class DeviceInfo(_M):
     manufacturer: str  # "Hewlett-Packard"
     vendor: str  # "HP"
@@ -55,6 +68,7 @@ class DeviceInfo(_M):
     network_description: str = ""
     location: str = ""
     contact: str = ""
+    supplies: list[Supply] = Field(default_factory=list)
 
 
 class IdentityRules(_M):

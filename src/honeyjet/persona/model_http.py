@@ -18,14 +18,15 @@ Templates
       ``hostname``, ``location``, ``contact``, ``pagecount``, ``display`` (the live
       control-panel message, e.g. set by PJL ``RDYMSG``), ``status_code``, ``online``,
       ``state`` (``idle``/``printing``/``offline``), ``uptime_s``, ``uptime_ticks``,
-      ``boots``, ``ieee1284_id``, ``network_description``;
+      ``boots``, ``ieee1284_id``, ``network_description``, and per consumable of
+      ``[[device.supplies]]`` ``<id>_percent``, ``<id>_pages_left``, ``<id>_pages_used``,
+      ``<id>_part``, ``<id>_description``, ``<id>_capacity`` (the same numbers SNMP shows);
     * per request: ``ip`` (the local address the client connected to), ``http_date``
       (now, RFC 1123, GMT), ``mac_hex`` (``001B78419F6E``), ``mac_hex_lower``,
       ``mac_lower`` (``00:1b:78:41:9f:6e``), ``uptime_text`` (``D days HH:MM:SS``),
       ``uptime_days``, ``ram_mb``, ``ip_gateway`` (``a.b.c.1`` of an IPv4 ``ip``),
       ``state_text`` (:attr:`HTTPSection.state_texts` of ``state``),
-      ``toner_percent``, ``toner_pages_left`` and ``toner_pages_used`` (from the page
-      count and :attr:`HTTPSection.supply_capacity`), ``path`` (the request path as
+      ``path`` (the request path as
       sent: attacker text);
     * per response: ``status``, ``reason``, ``version`` (of the status line),
       ``content_type``, ``content_length``, ``location``;
@@ -174,8 +175,7 @@ class HTTPSection(_M):
     for templates (e.g. the JetDirect firmware); a live or per-request value of the same
     name wins. ``fragments`` are named body templates
     (page header, navigation) usable as ``${name}`` in bodies and in later fragments.
-    ``supply_capacity`` is the page yield of the toner cartridge (for
-    ``toner_percent``). ``state_texts`` words the device state (``idle``, ``printing``,
+    ``state_texts`` words the device state (``idle``, ``printing``,
     ``offline``) as the pages show it (``${state_text}``). ``routes`` is the route table, ``errors`` the error pages.
     """
 
@@ -191,7 +191,6 @@ class HTTPSection(_M):
     header_sets: dict[str, list[str]]
     values: dict[str, str] = Field(default_factory=dict)
     fragments: dict[str, str] = Field(default_factory=dict)
-    supply_capacity: int = Field(default=10000, ge=1)
     state_texts: dict[str, str] = Field(
         default_factory=lambda: {"idle": "Ready", "printing": "Printing", "offline": "Offline"}
     )

@@ -135,8 +135,6 @@ class EWSSite:
         days, rest = divmod(uptime, 86400)
         hours, rest = divmod(rest, 3600)
         minutes, seconds = divmod(rest, 60)
-        used = int(vals["pagecount"]) % sec.supply_capacity
-        left = sec.supply_capacity - used
         octets = ip.split(".")
         vals.update(
             http_date=format_datetime(dev.now(), usegmt=True),
@@ -146,9 +144,6 @@ class EWSSite:
             uptime_days=days,
             uptime_text=f"{days} days {hours:02d}:{minutes:02d}:{seconds:02d}",
             ram_mb=int(vals["ram_bytes"]) // 2**20,
-            toner_percent=max(1, left * 100 // sec.supply_capacity),
-            toner_pages_left=left,
-            toner_pages_used=used,
             ip_gateway=".".join(octets[:3] + ["1"]) if len(octets) == 4 else "",
             state_text=sec.state_texts.get(str(vals["state"]), str(vals["state"])),
             path=request.path,

@@ -779,8 +779,8 @@ class IPPPrinter:
             printer_state_message=vals["display"],
             printer_up_time=self.up_time(),
             queued_job_count=dev.active_jobs,
-            server=self.spec.server,
         )
+        vals["server"] = render(self.spec.server, vals)  # the Server header may name the serial
         vals["printer_uri"] = render(self.spec.printer_uri, vals)
         vals.update(extra)
         return vals

@@ -517,6 +517,8 @@ class PJLEngine:
         return [render(self.device.persona.pjl.pagecount_reply, {"pagecount": self.device.page_count()})]
 
     def _info_filesys(self) -> bytes:
+        if not self.device.vfs.volumes:  # no file-system firmware: an unknown category
+            return self._reply("@PJL INFO FILESYS", ['"?"']).data
         rows = ["\tVOLUME\tTOTAL SIZE\tFREE SPACE\tLOCATION\tLABEL\tSTATUS"]
         for name, vol in self.device.vfs.volumes.items():
             location = "RAM" if name == "0:" else "DISK"
