@@ -32,6 +32,11 @@ def test_root_start_drops_to_the_configured_user():
     try:
         assert _uid_of(sensor.proc.pid) == nobody.pw_uid
         assert sensor.query(ID_PROBE) == b'@PJL INFO ID\r\n"HP LaserJet 4250"\r\n\x0c'
+        # the PostScript, PCL and HTTP-on-9100 paths still work once the interpreter's own files
+        # may be out of reach (nothing is imported lazily after the switch)
+        ps = sensor.query(b"\x1b%-12345X@PJL ENTER LANGUAGE=POSTSCRIPT\r\n%!\nproduct print (x) = foo\n")
+        assert ps.startswith(b"HP LaserJet 4250x\n%%[ Error: undefined; OffendingCommand: foo ]%%")
+        assert sensor.query(b"\x1b%-12345X@PJL ENTER LANGUAGE=PCL\r\n\x1b*s7X") == b"PCL\r\nECHO 7\r\n\x0c"
         assert (base / "data" / "log" / "honeyjet.json").stat().st_uid == nobody.pw_uid
         assert (base / "data" / "state" / "identity.json").stat().st_uid == nobody.pw_uid
     finally:
@@ -39,7 +44,7 @@ def test_root_start_drops_to_the_configured_user():
     import sqlite3
 
     with sqlite3.connect(base / "data" / "honeyjet.db") as db:  # the database kept working as nobody
-        assert db.execute("select count(*) from events where eventid = 'honeyjet.pjl.command'").fetchone()[0] == 1
+        assert db.execute("select count(*) from events where eventid = 'honeyjet.pjl.command'").fetchone()[0] == 3
     assert any(e["eventid"] == "honeyjet.sensor.stop" for e in sensor.events())
 
 
