@@ -107,3 +107,37 @@ def corpus(port: int | None = None) -> list[dict]:
     for e in entries:
         e["payload"] = base64.b64decode(e["payload_b64"])
     return [e for e in entries if port is None or e["port"] == port]
+
+
+def tcp_exchange(port: int, payload: bytes | list[bytes], *, timeout: float = 5.0, half_close: bool = True) -> bytes:
+    """Blocking client: send (chunks as separate writes), half-close, read until the server closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in payload if isinstance(payload, list) else [payload]:
+            s.sendall(piece)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except ConnectionResetError:
+            pass
+        return got
+
+
+def ghostscript_page(path: Path, text: str) -> Path:
+    """A one-page PostScript document made by Ghostscript's ps2write (a real driver's output)."""
+    import shutil
+    import subprocess
+
+    gs = shutil.which("gs")
+    assert gs, "gs is not installed: .ci/run installs ghostscript (apt)"
+    subprocess.run(
+        [gs, "-q", "-dSAFER", "-dNOPAUSE", "-dBATCH", "-sDEVICE=ps2write", f"-sOutputFile={path}", "-c",
+         f"/Helvetica findfont 24 scalefont setfont 72 700 moveto ({text}) show showpage"],
+        check=True, timeout=60,
+    )
+    return path

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_offset
+from helpers import ghostscript_page, tcp_exchange
 
 pytestmark = pytest.mark.realclient
 
@@ -74,17 +75,21 @@ class SensorProcess:
             assert self.proc.returncode == 0, self.proc.stderr.read().decode()
 
     def events(self) -> list[dict]:
+        """The JSON log once it has settled: the sensor batches its writes (every 20 ms), so
+        wait until the file stops growing (or the sensor has stopped)."""
         path = self.data_dir / "log" / "honeyjet.json"
+        running = self.proc is not None and self.proc.poll() is None
+        size, deadline = -1, time.monotonic() + 3
+        while running and time.monotonic() < deadline:
+            time.sleep(0.06)
+            now = path.stat().st_size
+            if now == size:
+                break
+            size = now
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     def query(self, payload: bytes, timeout: float = 3.0) -> bytes:
-        with socket.create_connection(("127.0.0.1", self.port), timeout) as s:
-            s.sendall(payload)
-            s.shutdown(socket.SHUT_WR)
-            got = b""
-            while chunk := s.recv(65536):
-                got += chunk
-            return got
+        return tcp_exchange(self.port, payload, timeout=timeout)
 
     def pagecount(self) -> int:
         reply = self.query(b"@PJL INFO PAGECOUNT\r\n")
@@ -154,13 +159,7 @@ def _cups_socket_print(port: int, path: Path) -> subprocess.CompletedProcess:
 
 
 def test_cups_socket_backend_delivers_ghostscript_ps_and_text(sensor, tmp_path):
-    gs = need("gs")
-    ps = tmp_path / "doc.ps"
-    subprocess.run(
-        [gs, "-q", "-dSAFER", "-dNOPAUSE", "-dBATCH", "-sDEVICE=ps2write", f"-sOutputFile={ps}", "-c",
-         "/Helvetica findfont 24 scalefont setfont 72 700 moveto (honeyjet test page) show showpage"],
-        check=True, timeout=60,
-    )
+    ps = ghostscript_page(tmp_path / "doc.ps", "honeyjet test page")
     text = tmp_path / "note.txt"
     text.write_bytes(b"Quarterly report\r\nRevenue up 4%\r\n\x0c" * 3)
     before = sensor.pagecount()

@@ -8,12 +8,12 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from helpers import ghostscript_page, tcp_exchange
 from test_realclients import SensorProcess, need, run
 
 pytestmark = pytest.mark.realclient
@@ -35,14 +35,7 @@ def sensor(tmp_path):
 
 @pytest.fixture(scope="module")
 def job_ps(tmp_path_factory) -> Path:
-    gs = need("gs")
-    path = tmp_path_factory.mktemp("ipp") / "job.ps"
-    subprocess.run(
-        [gs, "-q", "-dSAFER", "-dNOPAUSE", "-dBATCH", "-sDEVICE=ps2write", f"-sOutputFile={path}", "-c",
-         "/Helvetica findfont 24 scalefont setfont 72 700 moveto (honeyjet ipp test page) show showpage"],
-        check=True, timeout=60,
-    )
-    return path
+    return ghostscript_page(tmp_path_factory.mktemp("ipp") / "job.ps", "honeyjet ipp test page")
 
 
 def ipp_port(sensor: SensorProcess) -> int:
@@ -200,13 +193,7 @@ def test_nmap_cups_scripts_get_what_an_hp_gives(sensor, tmp_path):
 
 
 def _http(port: int, raw: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), 5) as s:
-        s.sendall(raw)
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while chunk := s.recv(65536):
-            got += chunk
-        return got
+    return tcp_exchange(port, raw)
 
 
 def test_pret_style_probe_post_and_get_with_body(sensor):

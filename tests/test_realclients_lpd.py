@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from helpers import corpus, make_device, split_at
+from helpers import corpus, ghostscript_page, make_device, split_at, tcp_exchange
 from honeyjet.protocols.lpd import LPDEngine
 from honeyjet.protocols.outputs import Send
 from test_realclients import SensorProcess, need, run
@@ -40,15 +39,7 @@ def sensor(tmp_path):
 
 def lpd(port: int, payload: bytes, *, chunks: list[bytes] | None = None, timeout: float = 5.0) -> bytes:
     """Send (in separate writes when chunked), half-close, read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for piece in chunks or [payload]:
-            s.sendall(piece)
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while chunk := s.recv(65536):
-            got += chunk
-        return got
+    return tcp_exchange(port, chunks or [payload], timeout=timeout)
 
 
 def test_nmap_service_detection_says_printer(sensor):
@@ -72,13 +63,7 @@ def _cups_lpd(port: int, path: Path, job: int, *options: str) -> subprocess.Comp
 
 @pytest.fixture
 def documents(tmp_path) -> dict[str, Path]:
-    gs = need("gs")
-    ps = tmp_path / "lpd.ps"
-    subprocess.run(
-        [gs, "-q", "-dSAFER", "-dNOPAUSE", "-dBATCH", "-sDEVICE=ps2write", f"-sOutputFile={ps}", "-c",
-         "/Helvetica findfont 20 scalefont setfont 72 700 moveto (lpd) show showpage"],
-        check=True, timeout=60,
-    )
+    ps = ghostscript_page(tmp_path / "lpd.ps", "lpd")
     text = tmp_path / "note.txt"
     text.write_bytes(b"LPD acceptance\r\nline two\n\x0c")
     return {"ps": ps, "text": text}
