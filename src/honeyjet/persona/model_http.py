@@ -55,6 +55,13 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _METHOD = re.compile(r"^[A-Z][A-Z-]{0,31}$")
 
 
+def _check_methods(methods: list[str]) -> list[str]:
+    for m in methods:
+        if not _METHOD.match(m):
+            raise ValueError(f"method {m!r} must be an upper-case token such as GET")
+    return methods
+
+
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,13 +138,7 @@ class Route(HTTPResponse):
     query: dict[str, str] = Field(default_factory=dict)
     methods: list[str] = Field(default_factory=lambda: ["GET", "HEAD"])
 
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, v: list[str]) -> list[str]:
-        for m in v:
-            if not _METHOD.match(m):
-                raise ValueError(f"method {m!r} must be an upper-case token such as GET")
-        return v
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
 
 
 class HTTPErrors(_M):
@@ -197,13 +198,7 @@ class HTTPSection(_M):
     routes: list[Route] = Field(default_factory=list)
     errors: HTTPErrors
 
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, v: list[str]) -> list[str]:
-        for m in v:
-            if not _METHOD.match(m):
-                raise ValueError(f"method {m!r} must be an upper-case token such as GET")
-        return v
+    _methods = field_validator("methods")(classmethod(lambda cls, v: _check_methods(v)))
 
     @field_validator("reasons")
     @classmethod
