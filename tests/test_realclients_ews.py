@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import corpus, split_at
+from helpers import corpus, split_at, tcp_exchange
 from honeyjet.events import CATALOGUE, COMMON_FIELDS
 from test_realclients import SensorProcess, need, run
 
@@ -35,17 +34,7 @@ class WebSensor(SensorProcess):
 
     def http(self, payload: bytes | list[bytes], timeout: float = 5.0) -> bytes:
         """Send raw bytes (chunks as separate writes), read until the server closes."""
-        with socket.create_connection(("127.0.0.1", self.web), timeout) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for chunk in payload if isinstance(payload, list) else [payload]:
-                s.sendall(chunk)
-            got = b""
-            try:
-                while chunk := s.recv(65536):
-                    got += chunk
-            except ConnectionResetError:
-                pass
-            return got
+        return tcp_exchange(self.web, payload, timeout=timeout, half_close=False)
 
     def get(self, path: str) -> bytes:
         return self.http(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
