@@ -1,0 +1,1 @@
+"""Offline analysis of what the sensor captured (print-job forensics, …)."""
