@@ -20,6 +20,9 @@ class Counters(Counter):
     """Sensor-wide counters (sessions, drops, limit hits …), reported at stop and in metrics."""
 
 
+HEAD_BYTES = 512
+
+
 class Session:
     __slots__ = (
         "bus",
@@ -33,6 +36,7 @@ class Session:
         "events_dropped",
         "max_events",
         "jobs",
+        "head",
         "counters",
         "_limit_reported",
     )
@@ -65,6 +69,7 @@ class Session:
         self.events_dropped = 0
         self.max_events = max_events
         self.jobs = 0
+        self.head = b""  # the first HEAD_BYTES the peer sent (for classification: magic, probes)
         self.counters = counters
         self._limit_reported = False
 

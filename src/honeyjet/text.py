@@ -32,3 +32,34 @@ def escape(data: bytes | str, limit: int = DEFAULT_LIMIT) -> str:
 
 def is_truncated(data: bytes | str, limit: int = DEFAULT_LIMIT) -> bool:
     return len(data) > limit
+
+
+_UNESCAPE_SHORT = {"\\": 0x5C, "t": 0x09, "n": 0x0A, "r": 0x0D}
+
+
+def unescape(text: str) -> bytes:
+    """Inverse of :func:`escape` (a trailing cut mark ``…`` is dropped); total on any input."""
+    if text.endswith("…"):
+        text = text[:-1]
+    out = bytearray()
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = text[i + 1]
+            short = _UNESCAPE_SHORT.get(nxt)
+            if short is not None:
+                out.append(short)
+                i += 2
+                continue
+            if nxt == "x" and i + 3 < n and _is_hex(text[i + 2 : i + 4]):
+                out.append(int(text[i + 2 : i + 4], 16))
+                i += 4
+                continue
+        out.extend(ch.encode("latin-1", "replace") if ord(ch) < 256 else ch.encode("utf-8"))
+        i += 1
+    return bytes(out)
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) == 2 and all(c in "0123456789abcdefABCDEF" for c in s)

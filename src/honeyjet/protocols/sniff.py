@@ -38,7 +38,8 @@ def sniff(head: bytes) -> str:
         return "http"
     if data[:1] == b"\x16" and data[1:2] == b"\x03":
         return "tls"
-    if data[:1] in (b"\x04", b"\x05") and len(data) >= 2 and data[1] <= 0x10:
+    # SOCKS4 CONNECT/BIND (command 1 or 2); SOCKS5 greeting (1-10 methods)
+    if len(data) >= 2 and ((data[0] == 0x04 and data[1] in (1, 2)) or (data[0] == 0x05 and 1 <= data[1] <= 10)):
         return "socks"
     if data.startswith(b"GIOP"):
         return "giop"

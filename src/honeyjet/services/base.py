@@ -18,9 +18,10 @@ from honeyjet.config import Settings
 from honeyjet.events import EventBus
 from honeyjet.persona.device import Device
 from honeyjet.protocols.outputs import CaptureData, CaptureEnd, CaptureStart, Close, Emit, Output, Send
-from honeyjet.session import ConnectionLimiter, Counters, Session
+from honeyjet.session import HEAD_BYTES, ConnectionLimiter, Counters, Session
 from honeyjet.store.artifacts import ArtifactStore, ArtifactWriter
 from honeyjet.store.transcript import TranscriptWriter
+from honeyjet.text import escape
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class StreamSession(asyncio.Protocol):
             data = data[: max(0, limit - session.bytes_in)]
             self._limit("session_bytes", limit, f"session sent more than {limit} bytes")
         session.bytes_in += len(data)
+        if len(session.head) < HEAD_BYTES:
+            session.head += data[: HEAD_BYTES - len(session.head)]
         self._last_rx = asyncio.get_running_loop().time()
         if self.transcript is not None:
             self.transcript.client(data)
@@ -306,6 +309,7 @@ class StreamSession(asyncio.Protocol):
             "bytes_out": session.bytes_out,
             "reason": self._closing_reason or "eof",
             "jobs": session.jobs,
+            "head": escape(session.head, HEAD_BYTES),
         }
         if self._close_detail:
             fields["detail"] = self._close_detail
