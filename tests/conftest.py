@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from honeyjet.config import load_settings  # noqa: E402
-from honeyjet.sensor import Sensor  # noqa: E402
+from honeyjet.sensor import Sensor, free_port_offset  # noqa: E402
 
 
 BOTH_LOOPS = {"test_service"}
@@ -44,29 +43,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-STANDARD_PORTS = {"tcp": (9100, 80, 631, 515), "udp": (161,)}
-
-
-def _free(port: int, kind: int) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_offset() -> int:
-    """A port offset whose every shifted service port is free, below the ephemeral range
-    (so client sockets of the tests cannot take them)."""
-    rng = random.Random()
-    for _ in range(200):
-        offset = rng.randrange(10000, 22000)
-        if all(_free(p + offset, socket.SOCK_STREAM) for p in STANDARD_PORTS["tcp"]) and all(
-            _free(p + offset, socket.SOCK_DGRAM) for p in STANDARD_PORTS["udp"]
-        ):
-            return offset
-    raise RuntimeError("no free port offset found")
+    """A port offset whose every shifted service port is free (see honeyjet.sensor.free_port_offset)."""
+    return free_port_offset()
 
 
 def sensor_settings(data_dir: Path, **sections: dict[str, Any]):
@@ -75,6 +54,8 @@ def sensor_settings(data_dir: Path, **sections: dict[str, Any]):
         "sensor": {"data_dir": str(data_dir), "bind": "127.0.0.1", "port_offset": free_offset(), "strict_events": True, "name": "test",
                    "user": ""},  # in-process: never drop the test runner's privileges
     }
+    # a hanging PostScript job costs a forensics worker this long; tests do not wait 20 s at stop
+    over["analysis"] = {"render_timeout": 3.0}
     for name, values in sections.items():
         over.setdefault(name, {}).update(values)
     return load_settings(env={}, overrides=over)

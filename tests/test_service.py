@@ -31,10 +31,13 @@ async def test_probe_reply_and_session_lifecycle(data_dir):
         got = await exchange(port_of(sensor), ID_PROBE)
     assert got == ID_REPLY
     events = json_events(data_dir)
-    sess = [e for e in events if e["session"]]
+    every = [e for e in events if e["session"]]
+    # the analysis judges the session after it closed: its verdict comes last
+    assert every[-1]["eventid"] == "honeyjet.verdict.session" and every[-1]["classes"] == ["scanner_banner_grab"]
+    sess = [e for e in every if not e["eventid"].startswith("honeyjet.verdict.")]
     assert sess[0]["eventid"] == "honeyjet.session.connect"
     assert sess[-1]["eventid"] == "honeyjet.session.closed"
-    assert {e["session"] for e in sess} == {sess[0]["session"]}
+    assert {e["session"] for e in every} == {sess[0]["session"]}
     closed = sess[-1]
     assert closed["bytes_in"] == len(ID_PROBE) and closed["bytes_out"] == len(ID_REPLY) and closed["reason"] == "eof"
     cmd = [e for e in sess if e["eventid"] == "honeyjet.pjl.command"][0]

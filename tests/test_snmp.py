@@ -621,6 +621,9 @@ async def test_service_pseudo_session_lifecycle(data_dir):
         transport.close()
         assert len(client.replies) == 2
     events = [e for e in json_events(data_dir) if e["protocol"] == "snmp"]
+    verdicts = [e for e in events if e["eventid"] == "honeyjet.verdict.session"]
+    assert [v["classes"][0] for v in verdicts] == ["scanner_banner_grab"] * 2  # SNMP GETs, one with a bad community
+    events = [e for e in events if e not in verdicts]
     sessions: dict[str, list] = {}
     for e in events:
         sessions.setdefault(e["session"], []).append(e)

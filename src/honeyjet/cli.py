@@ -1,4 +1,4 @@
-"""Command line: ``honeyjet init``, ``honeyjet run``, ``honeyjet personas``.
+"""Command line: ``honeyjet init``, ``run``, ``analyze``, ``evaluate``, ``personas``.
 
 Every operator mistake (bad config, port in use, unwritable directory) ends with one
 line on stderr naming the key, port or path, and exit status 2; never a traceback.
@@ -111,6 +111,71 @@ def cmd_personas(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_since(text: str) -> float:
+    """``7d``, ``24h``, ``30m``, ``90s`` ago, or an ISO date/time; returns a UNIX time."""
+    import re
+    import time
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        return time.time() - float(m.group(1)) * unit
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: use a duration such as 7d, 24h, 30m or an ISO date") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from honeyjet.analysis.rerun import rerun
+    from honeyjet.sensor import StartupError
+
+    settings = _settings(args)
+    since = parse_since(args.since) if args.since else 0.0
+    try:
+        counters = asyncio.run(rerun(settings, since=since, show_progress=not args.quiet))
+    except (StartupError, FileNotFoundError) as exc:
+        print(f"honeyjet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"analysed {counters['sessions']} sessions: {counters['verdicts']} verdicts, "
+          f"{counters['jobs_analyzed']} jobs through forensics, {counters['errors']} errors")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import asyncio
+    import platform
+
+    from honeyjet.analysis.evaluate import evaluate, markdown
+    from honeyjet.analysis.rerun import progress_bar
+
+    bars: dict[str, Any] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        bars.setdefault(label, progress_bar(label))(done, total)
+
+    corpus = args.corpus
+    if corpus is None:
+        print("honeyjet: --corpus FILE is required (the labelled probes.json)", file=sys.stderr)
+        return EXIT_USAGE
+    if not Path(corpus).is_file():
+        print(f"honeyjet: --corpus {corpus}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    result = asyncio.run(evaluate(corpus, with_variants=not args.no_variants, progress=None if args.quiet else progress))
+    machine = f"{platform.machine()}, Python {platform.python_version()}"
+    text = markdown(result, command="honeyjet evaluate --corpus " + str(corpus), machine=machine)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    ok = all(result[k].macro_f1 >= 0.95 and result[k].severity_accuracy >= 0.95 for k in ("corpus", "variants") if k in result)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="honeyjet", description="Network-printer honeypot.")
     parser.add_argument("--version", action="version", version=f"honeyjet {__version__}")
@@ -132,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     common(init)
     init.add_argument("--force", action="store_true", help="rewrite an existing operator config")
     init.set_defaults(func=cmd_init)
+
+    analyze = sub.add_parser("analyze", help="re-run job forensics and the rules over the stored events")
+    common(analyze)
+    analyze.add_argument("--since", help="only events newer than this (7d, 24h, 30m or an ISO date)")
+    analyze.add_argument("--quiet", action="store_true", help="no progress bar")
+    analyze.set_defaults(func=cmd_analyze)
+
+    evaluate_p = sub.add_parser("evaluate", help="replay a labelled corpus through a sensor and score the verdicts")
+    evaluate_p.add_argument("--corpus", type=Path, help="labelled probes.json")
+    evaluate_p.add_argument("--no-variants", action="store_true", help="only the corpus payloads, not their variants")
+    evaluate_p.add_argument("-o", "--output", type=Path, help="write the Markdown report here (default: stdout)")
+    evaluate_p.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate_p.set_defaults(func=cmd_evaluate)
 
     personas = sub.add_parser("personas", help="list built-in personas")
     personas.set_defaults(func=cmd_personas)

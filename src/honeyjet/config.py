@@ -65,6 +65,31 @@ class SNMPSettings(ServiceSettings):
     session_idle: float = Field(default=60.0, gt=0)
 
 
+class BrowseSettings(ServiceSettings):
+    # CUPS browse datagrams (UDP): recorded, never answered, no URI is ever fetched
+    max_packets_per_source: int = Field(default=20, ge=1)
+
+
+class AnalysisSettings(_Section):
+    enabled: bool = True
+    # a directory of operator rule files (*.toml) added to the packaged rules
+    rules_dir: str = ""
+    # job forensics in sandboxed worker processes (Ghostscript, PDF, text, indicators)
+    forensics: bool = True
+    forensics_workers: int = Field(default=2, ge=1, le=64)
+    forensics_timeout: float = Field(default=60.0, gt=0)
+    forensics_memory_mb: int = Field(default=512, ge=64)
+    # seconds one Ghostscript run (text, then previews) may take inside the analysis
+    render_timeout: float = Field(default=20.0, gt=0)
+    # regions phone numbers are recognised for (ISO 3166 codes)
+    phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR", "IN"], min_length=1)
+    # seconds a source's sessions are correlated over, and sources kept in memory
+    source_window: float = Field(default=3600.0, gt=0)
+    max_sources: int = Field(default=100000, ge=100)
+    # largest simhash distance (of 64 bits) for two jobs to count as one campaign
+    campaign_distance: int = Field(default=3, ge=0, le=3)
+
+
 class StoreSettings(_Section):
     json_log: bool = True
     database: bool = True
@@ -80,6 +105,8 @@ class Settings(_Section):
     ipp: ServiceSettings
     lpd: ServiceSettings
     snmp: SNMPSettings
+    browse: BrowseSettings
+    analysis: AnalysisSettings
     store: StoreSettings
 
     @property

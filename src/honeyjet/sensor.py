@@ -40,11 +40,65 @@ SERVICES = [
     ("ipp", "tcp", "ipp"),
     ("lpd", "tcp", "lpd"),
     ("snmp", "udp", "snmp"),
+    ("browse", "udp", "browse"),
 ]
+
+
+def free_port_offset(host: str = "127.0.0.1", low: int = 10000, high: int = 22000) -> int:
+    """A port offset at which every service's standard port is free on ``host`` (tests,
+    benchmarks, evaluation). Kept below the ephemeral range so client sockets cannot take them."""
+    import random
+
+    from honeyjet.config import packaged_defaults
+
+    defaults = packaged_defaults()
+    ports = [(defaults[name]["port"], transport) for name, transport, _ in SERVICES]
+    rng = random.Random()
+    for _ in range(500):
+        offset = rng.randrange(low, high)
+        if all(_port_free(host, port + offset, transport) for port, transport in ports):
+            return offset
+    raise RuntimeError("no free port offset found")
+
+
+def _port_free(host: str, port: int, transport: str) -> bool:
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class StartupError(Exception):
     """The sensor cannot start; the message is one line for the operator."""
+
+
+def build_analyzer(st: Settings, bus: EventBus, artifacts: ArtifactStore | None) -> Any:
+    """The analysis sink from settings (rules, optional forensics pool); StartupError on bad rules."""
+    from honeyjet.analysis.engine import Analyzer
+    from honeyjet.analysis.rules import RuleError, RuleSet
+
+    an = st.analysis
+    try:
+        rules = RuleSet.load([an.rules_dir] if an.rules_dir else [])
+    except RuleError as exc:
+        raise StartupError(f"error: analysis rules: {exc}") from None
+    pool = None
+    if an.forensics and artifacts is not None:
+        try:
+            from honeyjet.analysis.forensics import ForensicsPool, Limits
+        except ImportError as exc:  # a broken install: classify without forensics, say so
+            log.warning("job forensics unavailable (%s); verdicts use what the protocols saw", exc)
+        else:
+            limits = Limits(gs_timeout=min(an.render_timeout, an.forensics_timeout / 2),
+                            gs_cpu=max(1, int(min(an.render_timeout, an.forensics_timeout / 2))),
+                            phone_regions=tuple(r.upper() for r in an.phone_regions))
+            pool = ForensicsPool(max_workers=an.forensics_workers, timeout=an.forensics_timeout,
+                                 memory_mb=an.forensics_memory_mb, limits=limits)
+    return Analyzer(bus, rules, artifacts=artifacts, forensics=pool, window=an.source_window,
+                    max_sources=an.max_sources, campaign_distance=an.campaign_distance)
 
 
 class ArtifactBlobs:
@@ -108,6 +162,7 @@ class Sensor:
         self.artifacts: ArtifactStore | None = None
         self.database: Any = None
         self.json_sink: Any = None
+        self.analyzer: Any = None
         self.started = 0.0
         self._stop = asyncio.Event()
         self._saver: asyncio.Task | None = None
@@ -196,6 +251,9 @@ class Sensor:
             except Exception as exc:
                 raise StartupError(f"error: cannot open database {st.database_url}: {exc}") from None
             self.bus.add_sink(DatabaseSink(self.database))
+        if st.analysis.enabled:
+            self.analyzer = build_analyzer(st, self.bus, self.artifacts)
+            self.bus.add_sink(self.analyzer)  # last: it sees each event after the stores have it
         await self.bus.start()
 
     def _bind(self) -> list[tuple[str, str, str, socket.socket]]:
