@@ -162,7 +162,7 @@ def test_every_feature_is_present_and_typed() -> None:
     out = _features([])
     for name, (kind, _) in FEATURES.items():
         assert name in out
-        expected = {"set": frozenset, "list": list, "int": int, "float": float, "bool": bool, "str": str, "dict": dict}[kind]
+        expected = {"set": frozenset, "list": (list, tuple), "int": int, "float": float, "bool": bool, "str": str, "dict": dict}[kind]
         assert isinstance(out[name], expected), name
 
 

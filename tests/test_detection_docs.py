@@ -11,5 +11,6 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "detection.md"
 
 def test_reference_block_is_current() -> None:
     text = DOC.read_text(encoding="utf-8")
-    block = text[text.index(BEGIN): text.index(END) + len(END)]
-    assert block == reference(), "run: python -m honeyjet.analysis.docs --update docs/detection.md"
+    block = text[text.index(BEGIN) + len(BEGIN): text.index(END)]
+    want = reference().removeprefix(BEGIN).removesuffix(END)
+    assert block.strip() == want.strip(), "run: python -m honeyjet.analysis.docs --update docs/detection.md"

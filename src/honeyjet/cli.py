@@ -168,7 +168,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = asyncio.run(evaluate(corpus, with_variants=not args.no_variants, progress=None if args.quiet else progress))
     machine = f"{platform.machine()}, Python {platform.python_version()}"
     text = markdown(result, command="honeyjet evaluate --corpus " + str(corpus), machine=machine)
-    if args.output:
+    if args.update_doc:
+        from honeyjet.analysis.docs import replace_block
+
+        replace_block(Path(args.update_doc), "evaluation", text)
+    elif args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
@@ -208,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_p.add_argument("--corpus", type=Path, help="labelled probes.json")
     evaluate_p.add_argument("--no-variants", action="store_true", help="only the corpus payloads, not their variants")
     evaluate_p.add_argument("-o", "--output", type=Path, help="write the Markdown report here (default: stdout)")
+    evaluate_p.add_argument("--update-doc", type=Path, help="replace the evaluation block of this Markdown file (docs/detection.md)")
     evaluate_p.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate_p.set_defaults(func=cmd_evaluate)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 _PRINTABLE = frozenset(range(0x20, 0x7F)) - {0x5C}  # backslash is escaped too
 _ESC_TABLE = {i: (chr(i) if i in _PRINTABLE else f"\\x{i:02x}") for i in range(256)}
 _ESC_TABLE[0x5C] = "\\\\"
@@ -34,32 +36,22 @@ def is_truncated(data: bytes | str, limit: int = DEFAULT_LIMIT) -> bool:
     return len(data) > limit
 
 
-_UNESCAPE_SHORT = {"\\": 0x5C, "t": 0x09, "n": 0x0A, "r": 0x0D}
+_UNESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|([\\tnr]))")
+_UNESCAPE_SHORT = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def _unescape_one(m: re.Match[str]) -> str:
+    hx = m.group(1)
+    return chr(int(hx, 16)) if hx else _UNESCAPE_SHORT[m.group(2)]
 
 
 def unescape(text: str) -> bytes:
     """Inverse of :func:`escape` (a trailing cut mark ``…`` is dropped); total on any input."""
     if text.endswith("…"):
         text = text[:-1]
-    out = bytearray()
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\" and i + 1 < n:
-            nxt = text[i + 1]
-            short = _UNESCAPE_SHORT.get(nxt)
-            if short is not None:
-                out.append(short)
-                i += 2
-                continue
-            if nxt == "x" and i + 3 < n and _is_hex(text[i + 2 : i + 4]):
-                out.append(int(text[i + 2 : i + 4], 16))
-                i += 4
-                continue
-        out.extend(ch.encode("latin-1", "replace") if ord(ch) < 256 else ch.encode("utf-8"))
-        i += 1
-    return bytes(out)
-
-
-def _is_hex(s: str) -> bool:
-    return len(s) == 2 and all(c in "0123456789abcdefABCDEF" for c in s)
+    if "\\" in text:
+        text = _UNESCAPE.sub(_unescape_one, text)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:  # not from escape(): keep what cannot be latin-1 as UTF-8
+        return b"".join(c.encode("latin-1") if ord(c) < 256 else c.encode("utf-8") for c in text)

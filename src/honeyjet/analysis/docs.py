@@ -51,14 +51,20 @@ def reference() -> str:
     return "\n".join(out)
 
 
-def update(path: Path) -> bool:
+def replace_block(path: Path, name: str, body: str) -> bool:
+    """Replace what stands between ``<!-- name:begin -->`` and ``<!-- name:end -->``."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = path.read_text(encoding="utf-8")
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    new = text[:start] + reference() + text[end:]
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    new = text[:start] + "\n" + body.strip("\n") + "\n" + text[stop:]
     if new != text:
         path.write_text(new, encoding="utf-8")
         return True
     return False
+
+
+def update(path: Path) -> bool:
+    return replace_block(path, "reference", reference().removeprefix(BEGIN).removesuffix(END))
 
 
 def main(argv: list[str]) -> int:

@@ -330,7 +330,7 @@ def _attribution(f: dict[str, Any]) -> list[str]:
             if v and item not in out and len(out) < 16:
                 out.append(item)
 
-    add("user", f["job_users"] + f["lpd_users"] + f["ipp_users"])
+    add("user", [*f["job_users"], *f["lpd_users"], *f["ipp_users"]])
     add("host", f["lpd_hosts"])
     add("job", f["job_names"])
     add("user-agent", f["http_user_agents"])

@@ -153,7 +153,8 @@ FEATURES: dict[str, tuple[str, str]] = {
     "lexicon": ("dict", "`lexicon.<name>`: distinct terms of lexicon `<name>` (rules data `[[lexicon]]`) found in the job text and display messages."),
 }
 
-_SET_TYPES = {"set", "list"}
+_EMPTY: dict[str, Any] = {"set": frozenset(), "list": (), "int": 0, "float": 0.0, "bool": False, "str": "", "dict": {}}
+_DEFAULTS: dict[str, Any] = {name: _EMPTY[kind] for name, (kind, _) in FEATURES.items()}
 
 
 def _private(ip: str) -> bool:
@@ -521,21 +522,12 @@ class SessionFeatures:
     # -- result ------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
         """The feature mapping (every name of :data:`FEATURES` present, typed)."""
-        out: dict[str, Any] = {}
-        f, sets, lists = self.f, self.sets, self.lists
-        for name, (kind, _) in FEATURES.items():
-            if kind == "set":
-                out[name] = frozenset(sets.get(name, ()))
-            elif kind == "list":
-                out[name] = list(lists.get(name, ()))
-            elif kind == "int":
-                out[name] = int(f.get(name, 0))
-            elif kind == "float":
-                out[name] = float(f.get(name, 0.0))
-            elif kind == "bool":
-                out[name] = bool(f.get(name, False))
-            elif kind == "str":
-                out[name] = str(f.get(name, ""))
+        out = dict(_DEFAULTS)
+        for name, values in self.sets.items():
+            out[name] = frozenset(values)
+        for name, items in self.lists.items():
+            out[name] = list(items)
+        out.update(self.f)
         out["pjl_job_passwords"] = len(self.job_passwords)
         out["pjl_query_count"] = len(out["pjl_queries"])
         head = self.head
@@ -623,7 +615,7 @@ def _head_http(out: dict[str, Any], head: bytes) -> None:
         return
     method, target, version = (g.decode("latin-1") for g in m.groups())
     out["http_methods"] = out["http_methods"] | {method.upper()}
-    out["http_targets"] = out["http_targets"] + [target]
+    out["http_targets"] = list(out["http_targets"]) + [target]
     out["http_versions"] = out["http_versions"] | {version}
     out["http_request_count"] = max(out["http_request_count"], 1)
     if "://" in target[:16] or method.upper() == "CONNECT":

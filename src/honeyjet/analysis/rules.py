@@ -67,6 +67,7 @@ class Rule:
     fallback: bool
     source: str
     test: Callable[[dict[str, Any]], bool] = field(repr=False)
+    guard: str = ""  # a feature that must be non-empty/non-zero for the rule to fire ("" = none known)
     conditions: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -219,7 +220,28 @@ def _compile_rule(raw: dict[str, Any], classes: dict[str, ClassInfo], source: st
     if not isinstance(fallback, bool):
         raise RuleError(f"{where}: 'fallback' must be true or false")
     return Rule(rid, raw["name"].strip(), cls, severity, priority, " ".join(raw["description"].split()), refs, tools,
-                fallback, source, test, {k: raw.get(k, []) for k in ("all", "any", "none")})
+                fallback, source, test, conditions={k: raw.get(k, []) for k in ("all", "any", "none")},
+                guard=_guard(raw.get("all", []), features))
+
+
+def _guard(preds: list[dict[str, Any]], features: dict[str, tuple[str, str]]) -> str:
+    """A feature an ``all`` condition needs to be truthy (lets evaluation skip the rule cheaply)."""
+    for p in preds:
+        name = p.get("f", "")
+        kind = features.get(name, ("", ""))[0]
+        if kind not in ("set", "list", "int", "float", "bool"):
+            continue
+        op = next((k for k in p if k != "f"), "")
+        arg = p.get(op)
+        if op in ("has", "has_any", "has_all") and arg:
+            return name
+        if op == "match" and kind in ("set", "list"):
+            return name
+        if op == "is" and arg is True:
+            return name
+        if op == "ge" and isinstance(arg, (int, float)) and arg > 0 or op == "gt" and isinstance(arg, (int, float)) and arg >= 0:
+            return name
+    return ""
 
 
 def _decode_probe(text: str) -> bytes:
@@ -325,14 +347,15 @@ class RuleSet:
 
     def evaluate(self, features: dict[str, Any]) -> Verdict:
         """The verdict of the session rules on one session's features."""
-        fired = [r for r in self._normal if r.test(features)]
-        if not fired:
-            fired = [r for r in self._fallback if r.test(features)]
-        return _verdict(fired)
+        return _verdict(_fire(self._normal, features) or _fire(self._fallback, features))
 
     def evaluate_source(self, features: dict[str, Any]) -> Verdict:
         """The verdict of the source (correlation) rules on one source's features."""
-        return _verdict([r for r in self.source_rules if r.test(features)])
+        return _verdict(_fire(self.source_rules, features))
+
+
+def _fire(rules: list[Rule], features: dict[str, Any]) -> list[Rule]:
+    return [r for r in rules if (not r.guard or features[r.guard]) and r.test(features)]
 
 
 def _verdict(fired: list[Rule]) -> Verdict:

@@ -15,7 +15,7 @@ few dictionary probes) into campaigns that span sources and sensors.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ SOURCE_FEATURES: dict[str, tuple[str, str]] = {
     "src_classes": ("set", "Every class of its session verdicts in the window."),
     "src_primaries": ("set", "Primary classes of its sessions in the window."),
     "src_rules": ("set", "Session rules that fired for it in the window."),
-    "src_sequence": ("list", "`service:primary-class` of its sessions in time order (`pjl:scanner_banner_grab`, …)."),
+    "src_sequence": ("list", "`service:primary-class` of its latest 64 sessions in time order (`pjl:scanner_banner_grab`, …)."),
     "src_sequence_text": ("str", "The same joined by single spaces, for ordered regular expressions."),
     "src_services_seq": ("str", "Services in time order joined by spaces, consecutive repeats collapsed (`ipp http snmp`)."),
     "src_jobs": ("int", "Jobs it sent in the window."),
@@ -57,11 +57,16 @@ class SessionSummary:
 
 @dataclass
 class SourceProfile:
+    """One source. The sessions of the current window are kept with running tallies, so
+    judging a source costs the same whether it sent three sessions or three hundred."""
+
     ip: str
     first_seen: float
     last_seen: float
     private: bool = False
-    sessions: deque[SessionSummary] = field(default_factory=lambda: deque(maxlen=MAX_SESSIONS_PER_SOURCE))
+    sessions: deque[SessionSummary] = field(default_factory=deque)
+    tallies: dict[str, Counter[str]] = field(default_factory=lambda: {k: Counter() for k in _TALLIES})
+    jobs: int = 0
     total_sessions: int = 0
     total_jobs: int = 0
     campaigns: set[str] = field(default_factory=set)
@@ -72,6 +77,30 @@ class SourceProfile:
         for item in items:
             if item not in self.attribution and len(self.attribution) < MAX_ATTRIBUTION:
                 self.attribution.append(item)
+
+    def _count(self, s: SessionSummary, sign: int) -> None:
+        t = self.tallies
+        for key, values in (("services", (s.service,)), ("classes", s.classes), ("primaries", (s.primary,) if s.primary else ()),
+                            ("rules", s.rules), ("agents", s.user_agents)):
+            c = t[key]
+            for v in values:
+                c[v] += sign
+                if c[v] <= 0:
+                    del c[v]
+        self.jobs += sign * s.jobs
+
+    def add(self, s: SessionSummary) -> None:
+        if len(self.sessions) >= MAX_SESSIONS_PER_SOURCE:
+            self._count(self.sessions.popleft(), -1)
+        self.sessions.append(s)
+        self._count(s, +1)
+
+    def expire(self, oldest: float) -> None:
+        while self.sessions and self.sessions[0].ts < oldest:
+            self._count(self.sessions.popleft(), -1)
+
+
+_TALLIES = ("services", "classes", "primaries", "rules", "agents")
 
 
 class SourceTracker:
@@ -95,7 +124,8 @@ class SourceTracker:
         else:
             self.profiles.move_to_end(ip)
         prof.last_seen = max(prof.last_seen, summary.ts)
-        prof.sessions.append(summary)
+        prof.expire(summary.ts - self.window)
+        prof.add(summary)
         prof.total_sessions += 1
         prof.total_jobs += summary.jobs
         prof.campaigns.update(campaigns)
@@ -103,8 +133,9 @@ class SourceTracker:
         return prof
 
     def features(self, prof: SourceProfile, now: float, campaigns: "CampaignIndex") -> dict[str, Any]:
-        recent = [s for s in prof.sessions if now - s.ts <= self.window]
-        seq = [f"{s.service}:{s.primary or 'unclassified'}" for s in recent][-MAX_SEQUENCE:]
+        prof.expire(now - self.window)
+        recent = list(prof.sessions)[-MAX_SEQUENCE:]  # order-dependent features look at the latest
+        seq = [f"{s.service}:{s.primary or 'unclassified'}" for s in recent]
         services_seq: list[str] = []
         for s in recent:
             if not services_seq or services_seq[-1] != s.service:
@@ -117,26 +148,23 @@ class SourceTracker:
                     returned_job = True
             if s.answered and not s.jobs:
                 answered_before = True
-        agents: list[str] = []
-        for s in recent:
-            for ua in s.user_agents:
-                if ua not in agents and len(agents) < 16:
-                    agents.append(ua)
+        t = prof.tallies
+        sessions = prof.sessions
         return {
             "src_private": prof.private,
-            "src_sessions": len(recent),
-            "src_services": frozenset(s.service for s in recent),
-            "src_classes": frozenset(c for s in recent for c in s.classes),
-            "src_primaries": frozenset(s.primary for s in recent if s.primary),
-            "src_rules": frozenset(r for s in recent for r in s.rules),
+            "src_sessions": len(sessions),
+            "src_services": frozenset(t["services"]),
+            "src_classes": frozenset(t["classes"]),
+            "src_primaries": frozenset(t["primaries"]),
+            "src_rules": frozenset(t["rules"]),
             "src_sequence": seq,
             "src_sequence_text": " ".join(seq),
-            "src_services_seq": " ".join(services_seq[-MAX_SEQUENCE:]),
-            "src_jobs": sum(s.jobs for s in recent),
+            "src_services_seq": " ".join(services_seq),
+            "src_jobs": prof.jobs,
             "src_answered_then_returned": returned,
             "src_returned_with_job": returned_job,
-            "src_span_s": (recent[-1].ts - recent[0].ts) if recent else 0.0,
-            "src_user_agents": agents,
+            "src_span_s": (sessions[-1].ts - sessions[0].ts) if sessions else 0.0,
+            "src_user_agents": list(t["agents"])[:16],
             "src_campaigns": len(prof.campaigns),
             "src_campaign_sources": max((campaigns.source_count(c) for c in prof.campaigns), default=0),
         }
