@@ -182,10 +182,13 @@ class Sensor:
 
     async def _start_sinks(self, paths: dict[str, Path]) -> None:
         st = self.settings
-        if st.store.json_log:
-            from honeyjet.store.jsonlog import JsonLinesSink
+        from honeyjet.store.jsonlog import JsonLinesSink, dumps_line
 
+        # each event is serialised once, for the JSON log and the database's data column
+        self.bus.encoder = dumps_line
+        if st.store.json_log:
             self.json_sink = JsonLinesSink(paths["json_log"])
+            self.bus.encoder = self.json_sink.encode
             self.bus.add_sink(self.json_sink)
         if st.store.database:
             from honeyjet.store.database import Database, DatabaseSink
