@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from honeyjet.events import EventBus, sensor_identity
@@ -110,7 +111,7 @@ class Session:
     def duration_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
-    def emit(self, eventid: str, message: str, fields: dict[str, Any] | None = None, *, force: bool = False) -> None:
+    def emit(self, eventid: str, message: str, fields: Mapping[str, Any] | None = None, *, force: bool = False) -> None:
         """Record an event of this session (dropped and counted past the per-session cap)."""
         if self.events >= self.max_events and not force:
             self.events_dropped += 1

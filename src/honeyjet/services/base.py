@@ -232,7 +232,7 @@ class StreamSession(asyncio.Protocol):
                 if self._capture is not None:
                     self._capture.write(out.data)
             elif isinstance(out, Emit):
-                session.emit(out.eventid, out.message, dict(out.fields))
+                session.emit(out.eventid, out.message, out.fields)  # the bus copies the fields
             elif isinstance(out, CaptureStart):
                 self._capture_end({})  # defensive: captures never nest
                 self._capture = self.ctx.artifacts.writer(max_bytes=self.ctx.settings.limits.job_bytes)
