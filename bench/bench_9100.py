@@ -1531,7 +1531,7 @@ def main(argv: list[str] | None = None) -> int:
     if q:
         a.drain_max = min(a.drain_max, 10.0)
     phases = [x.strip() for x in a.phases.split(",") if x.strip()]
-    time_limit = a.time_limit or (150 if q else 540)
+    time_limit = a.time_limit or (150 if q else 900)
 
     raise_nofile()
     bench = Bench(a)
