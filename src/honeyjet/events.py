@@ -366,15 +366,17 @@ class EventBus:
                     self._warned.add((eventid, name))
                     log.warning("event %s: dropping undeclared field %s", eventid, name)
             fields = {k: v for k, v in fields.items() if k not in extra}
-        event: dict[str, Any] = dict(fields)
-        # identity last: it always wins over payload-derived fields
-        event.update(identity)
-        event["eventid"] = eventid
         self._uuid_next += 1
-        event["event_uuid"] = f"{self._uuid_prefix}{self._uuid_next:016x}"
-        event["timestamp"] = self._clock.stamp(self.clock())
-        event["sensor"] = self.sensor
-        event["message"] = message
+        # identity last: it always wins over payload-derived fields
+        event: dict[str, Any] = {
+            **fields,
+            **identity,
+            "eventid": eventid,
+            "event_uuid": f"{self._uuid_prefix}{self._uuid_next:016x}",
+            "timestamp": self._clock.stamp(self.clock()),
+            "sensor": self.sensor,
+            "message": message,
+        }
         self.publish(event)
         return event
 
