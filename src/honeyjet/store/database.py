@@ -547,7 +547,6 @@ class _SQLiteWriter:
         conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms:d}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: the indexes' hot pages stay in memory
         # checkpoint every 10,000 pages (40 MiB of WAL) rather than 1,000: pages written again
         # and again (the ends of the indexes) reach the database file once per checkpoint
         conn.execute("PRAGMA wal_autocheckpoint=10000")
@@ -908,7 +907,7 @@ class DatabaseSink:
         database: Database | str,
         *,
         maxsize: int = 100_000,
-        batch_size: int = 2000,
+        batch_size: int = 500,
         linger: float = 0.2,
         max_retries: int = 5,
         retry_delay: float = 0.1,
