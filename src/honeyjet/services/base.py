@@ -62,6 +62,9 @@ class StreamSession(asyncio.Protocol):
         self._capture_kind = ""
         self._capture_meta: dict[str, Any] = {}
         self._idle: asyncio.TimerHandle | None = None
+        # the loop, taken once per connection: asyncio.get_running_loop() costs a getpid()
+        # system call on CPython 3.11
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timed: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
         self._peer: tuple[str, int] = ("", 0)
@@ -98,7 +101,7 @@ class StreamSession(asyncio.Protocol):
         self._transcript_sink = ctx.artifacts.writer(max_bytes=limits.transcript_bytes)
         self.transcript = TranscriptWriter(self._transcript_sink)
         self.engine = self.engine_factory(self.session)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._last_rx = self._opened = loop.time()
         self._idle = loop.call_later(limits.idle_timeout, self._check_idle)
 
@@ -111,7 +114,7 @@ class StreamSession(asyncio.Protocol):
             data = data[: max(0, limit - session.bytes_in)]
             self._limit("session_bytes", limit, f"session sent more than {limit} bytes")
         session.bytes_in += len(data)
-        self._last_rx = asyncio.get_running_loop().time()
+        self._last_rx = self._loop.time()  # type: ignore[union-attr]  # set with the session
         if self.transcript is not None:
             self.transcript.client(data)
         started = time.perf_counter()
@@ -164,7 +167,7 @@ class StreamSession(asyncio.Protocol):
         """Keep one session's processing within ``limits.cpu_share`` of a core (after a burst)."""
         self._cpu += spent
         limits = self.ctx.settings.limits
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         allowed = limits.cpu_burst + (loop.time() - self._opened) * limits.cpu_share
         if self._cpu > allowed and "cpu" not in self._paused:
             self.ctx.counters["cpu_throttled"] += 1
@@ -203,7 +206,7 @@ class StreamSession(asyncio.Protocol):
         self._idle = None
         if self.transport is None or self._finished or self._closing_reason:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         timeout = self.ctx.settings.limits.idle_timeout
         idle_for = loop.time() - self._last_rx
         if idle_for >= timeout:
@@ -220,7 +223,7 @@ class StreamSession(asyncio.Protocol):
         if engine is None or not interval or self._finished or self._closing_reason:
             return
         self._route(engine.timed_status())  # type: ignore[attr-defined]
-        self._timed = asyncio.get_running_loop().call_later(interval, self._timed_status)
+        self._timed = (self._loop or asyncio.get_running_loop()).call_later(interval, self._timed_status)
 
     def _route(self, outputs: list[Output]) -> None:
         session = self.session
@@ -245,7 +248,7 @@ class StreamSession(asyncio.Protocol):
                 self._close("done")
         if getattr(self.engine, "timed_interval", 0) and self._timed is None and not self._eof:
             interval = self.engine.timed_interval  # type: ignore[union-attr]
-            self._timed = asyncio.get_running_loop().call_later(interval, self._timed_status)
+            self._timed = (self._loop or asyncio.get_running_loop()).call_later(interval, self._timed_status)
 
     def _send(self, data: bytes) -> None:
         if not data or self.session is None:
