@@ -19,7 +19,7 @@ from honeyjet.events import EventBus
 from honeyjet.persona.device import Device
 from honeyjet.protocols.outputs import CaptureData, CaptureEnd, CaptureStart, Close, Emit, Output, Send
 from honeyjet.session import ConnectionLimiter, Counters, Session
-from honeyjet.store.artifacts import ArtifactStore, ArtifactWriter
+from honeyjet.store.artifacts import ArtifactInfo, ArtifactStore, ArtifactWriter
 from honeyjet.store.transcript import TranscriptWriter
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,37 @@ class ServiceContext:
     sessions: set["StreamSession"] = field(default_factory=set)
 
 
+class _TranscriptArtifact:
+    """Where a session's transcript goes: the first write is held, an artifact writer is
+    opened only when a second one comes. A short session's transcript (one write, see
+    :class:`TranscriptWriter`) is stored with :meth:`ArtifactStore.put`, and an idle
+    connection holds no artifact writer."""
+
+    __slots__ = ("_store", "_cap", "_first", "_writer")
+
+    def __init__(self, store: ArtifactStore, cap: int) -> None:
+        self._store = store
+        self._cap = cap
+        self._first: bytes | None = None
+        self._writer: ArtifactWriter | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._writer is None:
+            if self._first is None:
+                self._first = data
+                return
+            self._writer = self._store.writer(max_bytes=self._cap)
+            self._writer.write(self._first)
+            self._first = None
+        self._writer.write(data)
+
+    def close(self) -> ArtifactInfo:
+        if self._writer is None:
+            first, self._first = self._first, None
+            return self._store.put(first or b"", self._cap)
+        return self._writer.close()
+
+
 class StreamSession(asyncio.Protocol):
     """One TCP connection of a service."""
 
@@ -57,7 +88,7 @@ class StreamSession(asyncio.Protocol):
         self.session: Session | None = None
         self.engine: Engine | None = None
         self.transcript: TranscriptWriter | None = None
-        self._transcript_sink: ArtifactWriter | None = None
+        self._transcript_sink: _TranscriptArtifact | None = None
         self._capture: ArtifactWriter | None = None
         self._capture_kind = ""
         self._capture_meta: dict[str, Any] = {}
@@ -98,7 +129,7 @@ class StreamSession(asyncio.Protocol):
         )
         ctx.sessions.add(self)
         self.session.emit("honeyjet.session.connect", f"new connection from {self._peer[0]}:{self._peer[1]}", force=True)
-        self._transcript_sink = ctx.artifacts.writer(max_bytes=limits.transcript_bytes)
+        self._transcript_sink = _TranscriptArtifact(ctx.artifacts, limits.transcript_bytes)
         self.transcript = TranscriptWriter(self._transcript_sink)
         self.engine = self.engine_factory(self.session)
         loop = self._loop = asyncio.get_running_loop()
