@@ -50,7 +50,7 @@ class _TranscriptArtifact:
     :class:`TranscriptWriter`) is stored with :meth:`ArtifactStore.put`, and an idle
     connection holds no artifact writer."""
 
-    __slots__ = ("_store", "_cap", "_first", "_writer")
+    __slots__ = ("_cap", "_first", "_store", "_writer")
 
     def __init__(self, store: ArtifactStore, cap: int) -> None:
         self._store = store
