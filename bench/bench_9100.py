@@ -12,7 +12,9 @@ What it measures (see bench/README.md for the details and the targets):
 1. ``probe``: INFO ID probe connections per second and p50/p99 latency at each
    concurrency C, against honeyjet (full logging: JSON log, SQLite, artifacts) and,
    interleaved in the same run, against a bare asyncio server that sends the same reply
-   bytes (the floor); ratio = honeyjet conn/s / bare conn/s.
+   bytes (the floor); ratio = honeyjet conn/s / bare conn/s. The floor runs twice: on the
+   sensor's loop (uvloop when installed; the stricter floor) and on the standard library's
+   asyncio loop; both ratios are reported.
 2. ``idle``: a fresh sensor holds N connections that send nothing; its RSS before and
    while holding them; a probe on a fresh connection is still answered.
 3. ``job``: a fresh sensor receives one PCL job of 1 GiB on one connection; throughput
@@ -23,7 +25,8 @@ What it measures (see bench/README.md for the details and the targets):
 Everything is bounded in time (a watchdog alarm ends the run), every process it starts
 is killed at the end (and gets PR_SET_PDEATHSIG), and its temp dirs under /tmp are
 removed. Only the standard library is used, plus uvloop when importable (the sensor uses
-uvloop when it is installed; the floor and the clients use the same loop).
+uvloop when it is installed; the first floor and the clients use the same loop, the second
+floor the standard asyncio loop).
 
 The same file is also the helper processes (``_child bare|load|idle|job``).
 """
@@ -745,8 +748,8 @@ class Bench:
         self.children.append(proc)
         return proc
 
-    def child(self, mode: str, *extra: str, cpus: set[int] | None) -> subprocess.Popen:
-        env = dict(os.environ, BENCH_LOOP=self.args.loop)
+    def child(self, mode: str, *extra: str, cpus: set[int] | None, loop: str | None = None) -> subprocess.Popen:
+        env = dict(os.environ, BENCH_LOOP=loop or self.args.loop)
         return self.spawn([self.python, self.script, "_child", mode, *extra], cpus=cpus, env=env)
 
     def kill_all(self) -> None:
@@ -969,22 +972,32 @@ class Bench:
             f"server CPUs {sorted(self.server_cpus) if self.server_cpus else 'any'}, "
             f"client CPUs {sorted(self.client_cpus) if self.client_cpus else 'any'}")
         sensor = self.start_sensor("probe")
-        bare = self.child("bare", "--reply-hex", sensor["reply"].hex(), cpus=self.server_cpus)
-        info = read_json_line(bare, 15, "bare server")
-        bare_port = info["port"]
-        self.results["floor_uvloop"] = info.get("uvloop")
-        breply, _ = probe_once(bare_port)
-        if breply != sensor["reply"]:
-            raise BenchError("the bare server's reply differs from the sensor's")
+        # the floors: "bare" runs on the sensor's loop (uvloop when importable: the stricter floor);
+        # "bare-asyncio" on the standard library's loop, measured too when the sensor uses uvloop
+        floors: list[tuple[str, subprocess.Popen, int]] = []
+        floor_loops: dict[str, str] = {}
+        for name, loop in (("bare", None), ("bare-asyncio", "asyncio")):
+            if loop is not None and a.loop == "asyncio":
+                continue
+            proc = self.child("bare", "--reply-hex", sensor["reply"].hex(), cpus=self.server_cpus, loop=loop)
+            info = read_json_line(proc, 15, f"floor {name}")
+            floor_loops[name] = "uvloop" if info.get("uvloop") else "asyncio"
+            breply, _ = probe_once(info["port"])
+            if breply != sensor["reply"]:
+                raise BenchError(f"the floor's ({name}) reply differs from the sensor's")
+            floors.append((name, proc, info["port"]))
+        self.results["floor_uvloop"] = floor_loops["bare"] == "uvloop"
+        self.results["floor_loops"] = floor_loops
+        targets = [(name, port, proc.pid) for name, proc, port in floors] + [("honeyjet", sensor["port"], sensor["pid"])]
         rows: list[dict[str, Any]] = []
         runs: list[dict[str, Any]] = []
         ratios: list[dict[str, Any]] = []
         hw_before = proc_status(sensor["pid"])
         sensor_sessions = 1  # the start-up probe
         for conc in a.conc:
-            per: dict[str, list[dict[str, Any]]] = {"bare": [], "honeyjet": []}
-            for rnd in range(a.rounds):  # interleaved: bare, honeyjet, bare, honeyjet ...
-                for target, port, pid in (("bare", bare_port, bare.pid), ("honeyjet", sensor["port"], sensor["pid"])):
+            per: dict[str, list[dict[str, Any]]] = {t[0]: [] for t in targets}
+            for rnd in range(a.rounds):  # interleaved: floor(s), honeyjet, floor(s), honeyjet ...
+                for target, port, pid in targets:
                     for attempt in range(1 + a.retry_disturbed):
                         if a.wait_quiet:
                             wait_quiet(min(a.wait_quiet, 15.0), quiet=True)
@@ -1001,28 +1014,35 @@ class Bench:
                     r["attempts"] = attempt + 1
                     self.check_alive(sensor)
                     per[target].append(r)
-            agg = {t: aggregate(per[t]) for t in ("bare", "honeyjet")}
-            rows += [agg["bare"], agg["honeyjet"]]
-            for t in ("bare", "honeyjet"):
-                for r in per[t]:
+            agg = {t: aggregate(per[t]) for t in per}
+            rows += [agg[t] for t in per]
+            for target_runs in per.values():
+                for r in target_runs:
                     r.pop("_lat", None)
                     runs.append(r)
-            rb, rh = agg["bare"], agg["honeyjet"]
-            ratio = rh["conn_per_s"] / rb["conn_per_s"] if rb["conn_per_s"] else None
-            per_round = [h["conn_per_s"] / b["conn_per_s"] for b, h in zip(per["bare"], per["honeyjet"]) if b["conn_per_s"]]
-            ratios.append({
-                "conc": conc,
-                "ratio": round(ratio, 3) if ratio is not None else None,
-                "ratio_per_round": [round(x, 3) for x in per_round],
-                "met": ratio is not None and ratio >= TARGET_RATIO and rh["errors_in_window"] == 0,
-                "floor_bound": rb["bound"],
-            })
-            log(f"  ratio C={conc}: {ratio:.3f} (rounds {', '.join(f'{x:.3f}' for x in per_round)})"
-                if ratio is not None else f"  ratio C={conc}: n/a")
+            rh = agg["honeyjet"]
+            for name, _proc, _port in floors:
+                rb = agg[name]
+                ratio = rh["conn_per_s"] / rb["conn_per_s"] if rb["conn_per_s"] else None
+                per_round = [h["conn_per_s"] / b["conn_per_s"]
+                             for b, h in zip(per[name], per["honeyjet"]) if b["conn_per_s"]]
+                ratios.append({
+                    "conc": conc,
+                    "floor": name,
+                    "floor_loop": floor_loops[name],
+                    "ratio": round(ratio, 3) if ratio is not None else None,
+                    "ratio_per_round": [round(x, 3) for x in per_round],
+                    "met": ratio is not None and ratio >= TARGET_RATIO and rh["errors_in_window"] == 0,
+                    "floor_bound": rb["bound"],
+                })
+                log(f"  ratio C={conc} vs {floor_loops[name]} floor: {ratio:.3f} "
+                    f"(rounds {', '.join(f'{x:.3f}' for x in per_round)})"
+                    if ratio is not None else f"  ratio C={conc} vs {floor_loops[name]} floor: n/a")
         status = proc_status(sensor["pid"])
-        bare.terminate()
-        bare.wait(5)
-        self.children.remove(bare)
+        for _name, proc, _port in floors:
+            proc.terminate()
+            proc.wait(5)
+            self.children.remove(proc)
         stop = self.stop_sensor(sensor, timeout=a.drain_max + 30)
         logging_check = self.check_logs(sensor["data"], sensor_sessions)
         shutil.rmtree(sensor["data"], ignore_errors=True)
@@ -1408,8 +1428,9 @@ def report(res: dict[str, Any]) -> str:
     hj = res.get("honeyjet", {})
     out.append(f"honeyjet: {hj.get('package_dir')} (sources sha256 {hj.get('sources_sha256')}, newest file "
                f"{hj.get('newest_source_mtime')})")
-    out.append(f"loop: {'uvloop' if cfg.get('uvloop_used') else 'asyncio (standard)'} for the sensor, the floor and the "
-               f"clients; sensor interpreter options {cfg.get('sensor_python_opts') or 'none'}")
+    out.append(f"loop: {'uvloop' if cfg.get('uvloop_used') else 'asyncio (standard)'} for the sensor, the first floor and "
+               f"the clients{'; second floor: asyncio (standard)' if cfg.get('uvloop_used') else ''}; "
+               f"sensor interpreter options {cfg.get('sensor_python_opts') or 'none'}")
     out.append(f"pinning: server CPUs {cfg['server_cpus']}, client CPUs {cfg['client_cpus']}; "
                f"other processes' CPU before the start: {res.get('machine_load_at_start')} cores")
     if cfg.get("sensor_env_extra"):
@@ -1419,18 +1440,20 @@ def report(res: dict[str, Any]) -> str:
         out.append("")
         out.append(f"INFO ID probe: {cfg['rounds']} interleaved round(s) per C of {cfg['warmup']:g} s warm-up + "
                    f"{cfg['duration']:g} s measured; conn/s and latency pooled over the rounds; latency = connect -> server EOF")
-        out.append(f"{'C':>4} {'server':9} {'conn/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'srv cpu':>8} {'loop':>6} "
+        out.append(f"{'C':>4} {'server':13} {'conn/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'srv cpu':>8} {'loop':>6} "
                    f"{'client cpu':>10} {'bound':>7} {'others':>6} {'drain s':>7}")
+        loops = res.get("floor_loops", {})
         for r in p["rows"]:
+            label = f"floor {loops.get(r['target'], '')}".strip() if r["target"].startswith("bare") else r["target"]
             out.append(
-                f"{r['conc']:>4} {r['target']:9} {r['conn_per_s']:>9.1f} {fmt_ms(r['p50_ms']):>8} {fmt_ms(r['p99_ms']):>8} "
+                f"{r['conc']:>4} {label:13} {r['conn_per_s']:>9.1f} {fmt_ms(r['p50_ms']):>8} {fmt_ms(r['p99_ms']):>8} "
                 f"{r['errors_in_window']:>6} {r['server_cpu']:>8.0%} {r['server_loop_thread_cpu']:>6.0%} "
                 f"{'/'.join(f'{c:.0%}' for c in r['client_cpu']):>10} {r['bound']:>7} {r['foreign_cpu']:>6.0%} {r['drain_s']:>7.1f}"
             )
         out.append("(srv cpu: whole server process, in cores; loop: its event-loop thread; others: CPU used meanwhile by "
                    "processes that are not part of the benchmark)")
         for q in p["ratios"]:
-            out.append(f"ratio C={q['conc']:<4} {q['ratio']}  (rounds {q['ratio_per_round']}; target >= {TARGET_RATIO}: "
+            out.append(f"ratio C={q['conc']:<4} vs {q.get('floor_loop', '?'):7} floor {q['ratio']}  (rounds {q['ratio_per_round']}; target >= {TARGET_RATIO}: "
                        f"{yesno(q['met'])}; floor was {q['floor_bound']}-bound)")
         lg = p["logging"]
         out.append(f"logging: clients completed {lg.get('sessions_completed_by_clients')} sessions; JSON log "
@@ -1471,7 +1494,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conc", type=lambda s: [int(x) for x in s.split(",")], help="concurrencies (default 1,16,128)")
     p.add_argument("--duration", type=float, help="measured seconds per probe run (full 5, quick 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per probe run (full 1, quick 0.5)")
-    p.add_argument("--rounds", type=int, help="interleaved bare/honeyjet rounds per C (full 3, quick 1)")
+    p.add_argument("--rounds", type=int, help="interleaved floor(s)/honeyjet rounds per C (full 3, quick 1)")
     p.add_argument("--clients", type=int, default=1, help="load-client processes per probe run (default 1)")
     p.add_argument("--idle", type=int, help="idle connections (full 10000, quick 2000)")
     p.add_argument("--idle-hold", type=float, help="seconds to hold them after they are all accepted (full 5, quick 1)")
@@ -1508,7 +1531,7 @@ def main(argv: list[str] | None = None) -> int:
     if q:
         a.drain_max = min(a.drain_max, 10.0)
     phases = [x.strip() for x in a.phases.split(",") if x.strip()]
-    time_limit = a.time_limit or (150 if q else 540)
+    time_limit = a.time_limit or (150 if q else 900)
 
     raise_nofile()
     bench = Bench(a)
@@ -1569,7 +1592,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.cleanup()
     res["elapsed_s"] = round(time.monotonic() - t0, 1)
     res["targets"] = {
-        "ratio_ge_0.7": [{"conc": r["conc"], "ratio": r["ratio"], "met": r["met"]} for r in res.get("probe", {}).get("ratios", [])],
+        "ratio_ge_0.7": [{"conc": r["conc"], "floor_loop": r.get("floor_loop"), "ratio": r["ratio"], "met": r["met"]}
+                         for r in res.get("probe", {}).get("ratios", [])],
         "idle_10000_under_200MB": res.get("idle", {}).get("met"),
         "job_1GiB_constant_memory_ge_100MBps": res.get("job", {}).get("met"),
     }

@@ -70,6 +70,19 @@ def test_duplicate_is_detected_and_not_counted_twice(tmp_path):
     assert tmp_files(store) == []
 
 
+def test_put_of_recently_stored_content_reports_what_a_writer_reports(tmp_path):
+    store = make(tmp_path, quota_bytes=100)
+    first = store.put(b"HJT1\nC3\nabc")
+    w = store.writer()
+    w.write(b"HJT1\nC3\nabc")
+    by_writer = w.close()
+    again = store.put(b"HJT1\nC3\nabc")  # known: recognised from the sha256
+    assert again == by_writer and again.duplicate and again.path == first.path
+    assert store.counters["duplicates"] == 2 and store.counters["stored"] == 1
+    assert store.put(b"HJT1\nC3\nabc", 5) == ArtifactInfo(sha(b"HJT1\n"), 11, 5, True, False, False, store.root / sha(b"HJT1\n"))
+    assert store.usage_bytes == 16 and store.free_bytes == 84
+
+
 def test_large_duplicate_spilled_to_temp_is_removed(tmp_path):
     store = make(tmp_path, spill_bytes=1024)
     data = os.urandom(10_000)

@@ -315,6 +315,52 @@ async def test_malformed_events_are_stored_without_breaking_the_batch(db):
     assert stored["data"] == {"k": "\\x00"} and stored["n"] == 2**80
 
 
+async def test_sqlite_writer_stores_what_the_sqlalchemy_path_stores(tmp_path):
+    """The embedded writer (JSON lines from the bus, one statement for a session whose connect
+    and closed share a batch, artifacts it already stored not upserted again, times converted
+    by slicing) leaves exactly the tables the generic SQLAlchemy path leaves."""
+    memory = MemorySink()
+    bus = EventBus("s", strict=True, clock=clock_from(step=0.4))  # crosses seconds
+    bus.add_sink(memory)
+    for n in range(6):
+        session_events(bus, f"{n:012x}", shasum=SHA_A if n % 2 else SHA_B)
+    events: list = list(memory.events)
+    late = {"eventid": "honeyjet.file.stored", "event_uuid": "1" * 32, "timestamp": "2027-05-02T00:00:00.000000Z",
+            "shasum": SHA_B, "stored_size": 9}
+    early = dict(late, event_uuid="2" * 32, timestamp="2020-05-01T00:00:00.000000Z")
+    odd = [
+        {"eventid": "honeyjet.pjl.command"},
+        {"eventid": "x", "event_uuid": "u" * 200, "timestamp": "2026-13-01T00:00:00.000000Z", "src_port": 10**30},
+        {"eventid": "x", "event_uuid": "9" * 32, "timestamp": "2026-01-01T00:00:00Z", "message": "NUL \x00 \udcff",
+         "data": {"k": "\x00"}, "n": 2**80},
+        {"eventid": "honeyjet.session.closed", "event_uuid": "7" * 32, "session": "000000000000",
+         "timestamp": "2026-01-01 00:00:01.5+01:00", "transcript_shasum": SHA_T, "transcript_size": 3},
+        "not a dict",
+    ]
+    # a session split over batches (closed first), both orders of an artifact's sightings, replays
+    batches = [events[3:5], events[0:3], events[5:14], [late], events[14:], odd, [early], events[6:10] + odd, [late]]
+    from honeyjet.store.jsonlog import dumps_line
+
+    fast, generic = Database(sqlite_url(tmp_path / "fast")), Database(sqlite_url(tmp_path / "generic"))
+    await fast.open()
+    await generic.open()
+    await generic._sqlite.close()
+    generic._sqlite = None  # every write through SQLAlchemy Core
+    for batch in batches:
+        lines = [dumps_line(e) if isinstance(e, dict) else None for e in batch]
+        assert await fast.write_events(batch, lines) == await generic.write_events(batch)
+    await fast.close()
+    await generic.close()
+    for table in ("events", "sessions", "jobs", "artifacts"):
+        rows = []
+        for name in ("fast", "generic"):
+            conn = sqlite3.connect(tmp_path / name / "db" / "honeyjet.db")
+            rows.append(conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall())
+            conn.close()
+        assert rows[0] == rows[1], table
+        assert rows[0], table
+
+
 def test_build_rows_deduplicates_for_postgres_upserts():
     ev = {"eventid": "honeyjet.session.connect", "event_uuid": "c" * 32, "session": "s1",
           "timestamp": "2026-01-01T00:00:00Z"}

@@ -377,6 +377,8 @@ class Sink(Protocol):
 
     def write(self, event: dict[str, Any]) -> None: ...
 
+    # optional: ``write_line(event, line)`` takes the event with its JSON line (see EventBus)
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -388,6 +390,10 @@ class EventBus:
     A failing sink is isolated: its exception is logged (throttled) and counted, and
     the other sinks still receive the event. ``strict`` makes catalogue violations
     raise (tests); otherwise undeclared fields are dropped with a logged warning.
+
+    With an ``encoder`` (event -> JSON line bytes), each event is serialised once and
+    sinks that have ``write_line(event, line)`` get that line with the bus's own event
+    dict, which they must not change; the others get ``write()`` with a copy.
     """
 
     def __init__(self, sensor: str, *, strict: bool = False, clock: Callable[[], float] = time.time):
@@ -403,6 +409,7 @@ class EventBus:
         self._uuid_prefix = uuid.uuid4().hex[:16]
         self._uuid_next = 0
         self._clock = _Clock()
+        self.encoder: Callable[[dict[str, Any]], bytes] | None = None
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -429,23 +436,33 @@ class EventBus:
                     self._warned.add((eventid, name))
                     log.warning("event %s: dropping undeclared field %s", eventid, name)
             fields = {k: v for k, v in fields.items() if k not in extra}
-        event: dict[str, Any] = dict(fields)
-        # identity last: it always wins over payload-derived fields
-        event.update(identity)
-        event["eventid"] = eventid
         self._uuid_next += 1
-        event["event_uuid"] = f"{self._uuid_prefix}{self._uuid_next:016x}"
-        event["timestamp"] = self._clock.stamp(self.clock())
-        event["sensor"] = self.sensor
-        event["message"] = message
+        # identity last: it always wins over payload-derived fields
+        event: dict[str, Any] = {
+            **fields,
+            **identity,
+            "eventid": eventid,
+            "event_uuid": f"{self._uuid_prefix}{self._uuid_next:016x}",
+            "timestamp": self._clock.stamp(self.clock()),
+            "sensor": self.sensor,
+            "message": message,
+        }
         self.publish(event)
         return event
 
     def publish(self, event: dict[str, Any]) -> None:
         self.emitted += 1
+        encoder = self.encoder
+        line = None
         for sink in self.sinks:
             try:
-                sink.write(dict(event))
+                write_line = getattr(sink, "write_line", None) if encoder is not None else None
+                if write_line is None:
+                    sink.write(dict(event))
+                else:
+                    if line is None:
+                        line = encoder(event)
+                    write_line(event, line)
             except Exception:
                 count = self.sink_errors.get(sink.name, 0) + 1
                 self.sink_errors[sink.name] = count

@@ -22,6 +22,9 @@ def escape(data: bytes | str, limit: int = DEFAULT_LIMIT) -> str:
     ``limit`` input bytes are rendered; a cut is marked with a trailing ``…``.
     """
     if isinstance(data, str):
+        # printable ASCII without a backslash renders as itself (most PJL and HTTP words)
+        if len(data) <= limit and data.isascii() and data.isprintable() and "\\" not in data:
+            return data
         try:
             data = data.encode("latin-1")
         except UnicodeEncodeError:

@@ -19,7 +19,7 @@ from honeyjet.events import EventBus
 from honeyjet.persona.device import Device
 from honeyjet.protocols.outputs import CaptureData, CaptureEnd, CaptureStart, Close, Emit, Output, Send
 from honeyjet.session import HEAD_BYTES, ConnectionLimiter, Counters, Session
-from honeyjet.store.artifacts import ArtifactStore, ArtifactWriter
+from honeyjet.store.artifacts import ArtifactInfo, ArtifactStore, ArtifactWriter
 from honeyjet.store.transcript import TranscriptWriter
 from honeyjet.text import escape
 
@@ -45,6 +45,37 @@ class ServiceContext:
     sessions: set["StreamSession"] = field(default_factory=set)
 
 
+class _TranscriptArtifact:
+    """Where a session's transcript goes: the first write is held, an artifact writer is
+    opened only when a second one comes. A short session's transcript (one write, see
+    :class:`TranscriptWriter`) is stored with :meth:`ArtifactStore.put`, and an idle
+    connection holds no artifact writer."""
+
+    __slots__ = ("_cap", "_first", "_store", "_writer")
+
+    def __init__(self, store: ArtifactStore, cap: int) -> None:
+        self._store = store
+        self._cap = cap
+        self._first: bytes | None = None
+        self._writer: ArtifactWriter | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._writer is None:
+            if self._first is None:
+                self._first = data
+                return
+            self._writer = self._store.writer(max_bytes=self._cap)
+            self._writer.write(self._first)
+            self._first = None
+        self._writer.write(data)
+
+    def close(self) -> ArtifactInfo:
+        if self._writer is None:
+            first, self._first = self._first, None
+            return self._store.put(first or b"", self._cap)
+        return self._writer.close()
+
+
 class StreamSession(asyncio.Protocol):
     """One TCP connection of a service."""
 
@@ -58,11 +89,14 @@ class StreamSession(asyncio.Protocol):
         self.session: Session | None = None
         self.engine: Engine | None = None
         self.transcript: TranscriptWriter | None = None
-        self._transcript_sink: ArtifactWriter | None = None
+        self._transcript_sink: _TranscriptArtifact | None = None
         self._capture: ArtifactWriter | None = None
         self._capture_kind = ""
         self._capture_meta: dict[str, Any] = {}
         self._idle: asyncio.TimerHandle | None = None
+        # the loop, taken once per connection: asyncio.get_running_loop() costs a getpid()
+        # system call on CPython 3.11
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timed: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
         self._peer: tuple[str, int] = ("", 0)
@@ -96,10 +130,10 @@ class StreamSession(asyncio.Protocol):
         )
         ctx.sessions.add(self)
         self.session.emit("honeyjet.session.connect", f"new connection from {self._peer[0]}:{self._peer[1]}", force=True)
-        self._transcript_sink = ctx.artifacts.writer(max_bytes=limits.transcript_bytes)
+        self._transcript_sink = _TranscriptArtifact(ctx.artifacts, limits.transcript_bytes)
         self.transcript = TranscriptWriter(self._transcript_sink)
         self.engine = self.engine_factory(self.session)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._last_rx = self._opened = loop.time()
         self._idle = loop.call_later(limits.idle_timeout, self._check_idle)
 
@@ -114,7 +148,7 @@ class StreamSession(asyncio.Protocol):
         session.bytes_in += len(data)
         if len(session.head) < HEAD_BYTES:
             session.head += data[: HEAD_BYTES - len(session.head)]
-        self._last_rx = asyncio.get_running_loop().time()
+        self._last_rx = self._loop.time()  # type: ignore[union-attr]  # set with the session
         if self.transcript is not None:
             self.transcript.client(data)
         started = time.perf_counter()
@@ -167,7 +201,7 @@ class StreamSession(asyncio.Protocol):
         """Keep one session's processing within ``limits.cpu_share`` of a core (after a burst)."""
         self._cpu += spent
         limits = self.ctx.settings.limits
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         allowed = limits.cpu_burst + (loop.time() - self._opened) * limits.cpu_share
         if self._cpu > allowed and "cpu" not in self._paused:
             self.ctx.counters["cpu_throttled"] += 1
@@ -206,7 +240,7 @@ class StreamSession(asyncio.Protocol):
         self._idle = None
         if self.transport is None or self._finished or self._closing_reason:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         timeout = self.ctx.settings.limits.idle_timeout
         idle_for = loop.time() - self._last_rx
         if idle_for >= timeout:
@@ -223,7 +257,7 @@ class StreamSession(asyncio.Protocol):
         if engine is None or not interval or self._finished or self._closing_reason:
             return
         self._route(engine.timed_status())  # type: ignore[attr-defined]
-        self._timed = asyncio.get_running_loop().call_later(interval, self._timed_status)
+        self._timed = (self._loop or asyncio.get_running_loop()).call_later(interval, self._timed_status)
 
     def _route(self, outputs: list[Output]) -> None:
         session = self.session
@@ -235,7 +269,7 @@ class StreamSession(asyncio.Protocol):
                 if self._capture is not None:
                     self._capture.write(out.data)
             elif isinstance(out, Emit):
-                session.emit(out.eventid, out.message, dict(out.fields))
+                session.emit(out.eventid, out.message, out.fields)  # the bus copies the fields
             elif isinstance(out, CaptureStart):
                 self._capture_end({})  # defensive: captures never nest
                 self._capture = self.ctx.artifacts.writer(max_bytes=self.ctx.settings.limits.job_bytes)
@@ -248,7 +282,7 @@ class StreamSession(asyncio.Protocol):
                 self._close("done")
         if getattr(self.engine, "timed_interval", 0) and self._timed is None and not self._eof:
             interval = self.engine.timed_interval  # type: ignore[union-attr]
-            self._timed = asyncio.get_running_loop().call_later(interval, self._timed_status)
+            self._timed = (self._loop or asyncio.get_running_loop()).call_later(interval, self._timed_status)
 
     def _send(self, data: bytes) -> None:
         if not data or self.session is None:

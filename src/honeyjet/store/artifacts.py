@@ -114,7 +114,8 @@ class ArtifactStore:
             "aborted": 0,
         }
         self._reserved = 0  # bytes held by open writers
-        self._recent: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+        # sha256 -> its path, insertion-ordered: the oldest is forgotten first
+        self._recent: dict[str, Path] = {}
         self._errors_logged = 0
         self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self.tmp.mkdir(mode=DIR_MODE, exist_ok=True)
@@ -165,12 +166,12 @@ class ArtifactStore:
 
     RECENT = 4096  # sha256s known to be on disk, kept to skip a stat for repeated content
 
-    def _known(self, shasum: str) -> bool:
-        return shasum in self._recent
+    def _known(self, shasum: str) -> Path | None:
+        return self._recent.get(shasum)
 
-    def _remember(self, shasum: str) -> None:
+    def _remember(self, shasum: str, path: Path) -> None:
         recent = self._recent
-        recent[shasum] = None
+        recent[shasum] = path
         if len(recent) > self.RECENT:
             del recent[next(iter(recent))]
 
@@ -198,8 +199,21 @@ class ArtifactStore:
         cap = self.max_object_bytes if max_bytes is None else max(0, int(max_bytes))
         return ArtifactWriter(self, cap)
 
-    def put(self, data: bytes) -> ArtifactInfo:
-        w = self.writer()
+    def put(self, data: bytes, max_bytes: int | None = None) -> ArtifactInfo:
+        """Store ``data`` in one go (``max_bytes`` as for :meth:`writer`).
+
+        Content this store has recently seen stored (a repeated scan's transcript) is
+        recognised from its sha256 alone; the result is what a writer would report.
+        """
+        n = len(data)
+        cap = self.max_object_bytes if max_bytes is None else max(0, int(max_bytes))
+        if 0 < n <= min(cap, self.spill_bytes) and n <= self.quota_bytes - self._usage - self._reserved:
+            shasum = hashlib.sha256(data).hexdigest()
+            known = self._recent.get(shasum)
+            if known is not None:
+                self.counters["duplicates"] += 1
+                return ArtifactInfo(shasum, n, n, False, True, False, known)
+        w = self.writer(max_bytes)
         w.write(data)
         return w.close()
 
@@ -437,12 +451,13 @@ class ArtifactWriter:
             pass  # nothing fitted: nothing stored
         else:
             shasum = (self._prefix_hash if quota_exceeded else self._hash).hexdigest()
-            dest = store.root / shasum
-            if store._known(shasum) or os.path.exists(dest):
+            known = store._known(shasum)
+            dest = known if known is not None else store.root / shasum
+            if known is not None or os.path.exists(dest):
                 duplicate = True
                 path = dest
                 counters["duplicates"] += 1
-                store._remember(shasum)
+                store._remember(shasum, dest)
             else:
                 try:
                     self._commit(dest)
@@ -450,7 +465,7 @@ class ArtifactWriter:
                     store._usage += stored
                     counters["stored"] += 1
                     counters["bytes_stored"] += stored
-                    store._remember(shasum)
+                    store._remember(shasum, dest)
                 except OSError as exc:
                     store._error("storing an artifact", exc)
                     shasum, stored = "", 0

@@ -150,12 +150,22 @@ class JsonLinesSink:
         self.flush()
         self._close()
 
-    def write(self, event: dict[str, Any]) -> None:
+    def encode(self, event: dict[str, Any]) -> bytes:
+        """The event's line, as :func:`dumps_line` makes it (fallbacks counted here).
+
+        The sensor gives this to the event bus as its encoder, so each event is
+        serialised once for this log and the database."""
         try:
-            line = orjson.dumps(event, default=json_default, option=_OPTIONS)
+            return orjson.dumps(event, default=json_default, option=_OPTIONS)
         except (TypeError, orjson.JSONEncodeError):
             self.counters["serialise_fallbacks"] += 1
-            line = _dumps_fallback(event)
+            return _dumps_fallback(event)
+
+    def write(self, event: dict[str, Any]) -> None:
+        self.write_line(event, self.encode(event))
+
+    def write_line(self, event: dict[str, Any], line: bytes) -> None:
+        """Append an event already serialised (one line ending in a newline)."""
         self._pending.append(line)
         self._pending_bytes += len(line)
         if self._pending_bytes >= self.flush_bytes:
