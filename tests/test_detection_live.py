@@ -109,6 +109,19 @@ async def test_source_correlation_live(data_dir: Path) -> None:
         src = await wait_event(mem, "honeyjet.verdict.source")
     assert src and "HJ-SRC-001" in src[0]["rules"] and set(src[0]["services"]) == {"pjl", "http"}
     assert src[0]["severity"] == "medium"
+    # stored with the session and the source
+    from honeyjet.store.database import Database
+
+    db = Database(settings.database_url)
+    await db.open()
+    try:
+        for v in mem.of("honeyjet.verdict.session"):
+            row = await db.verdict_row(v["session"])
+            assert row is not None and row["classes"] == v["classes"] and row["rules"] == v["rules"]
+        (stored,) = await db.source_rows("127.0.0.1")
+        assert "HJ-SRC-001" in stored["rules"] and stored["sessions"] == 2
+    finally:
+        await db.close()
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

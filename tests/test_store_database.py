@@ -116,12 +116,12 @@ async def test_migrations_create_v1_and_reopen_is_a_no_op(url):
     db = Database(url)
     await db.open()
     assert db.applied == list(range(1, SCHEMA_VERSION + 1))
-    assert await db.schema_version() == SCHEMA_VERSION == 1
+    assert await db.schema_version() == SCHEMA_VERSION == 2
     async with db.engine.connect() as conn:
         names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         event_cols = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("events")})
         event_idx = await conn.run_sync(lambda c: {tuple(i["column_names"]) for i in inspect(c).get_indexes("events")})
-    assert {"schema_version", "events", "sessions", "jobs", "artifacts"} <= names
+    assert {"schema_version", "events", "sessions", "jobs", "artifacts", "verdicts", "job_analyses", "sources"} <= names
     assert {"event_uuid", "eventid", "timestamp", "ts", "sensor", "session", "protocol", "src_ip", "src_port",
             "dst_ip", "dst_port", "message", "data"} == event_cols
     assert {("ts",), ("session",), ("src_ip",)} <= event_idx
@@ -156,19 +156,20 @@ async def test_a_failing_migration_rolls_back_entirely(url, monkeypatch):
     await db.open()
     await db.close()
 
-    def step2(conn):
+    def step_next(conn):
         conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
-        raise RuntimeError("step 2 broke")
+        raise RuntimeError("step broke")
 
-    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS + [(2, "broken", step2)])
-    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", 2)
+    nxt = dbmod.SCHEMA_VERSION + 1
+    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS + [(nxt, "broken", step_next)])
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", nxt)
     broken = Database(url)
-    with pytest.raises(RuntimeError, match="step 2 broke"):
+    with pytest.raises(RuntimeError, match="step broke"):
         await broken.open()
     monkeypatch.undo()
     check = Database(url)
     await check.open()
-    assert await check.schema_version() == 1
+    assert await check.schema_version() == nxt - 1
     async with check.engine.connect() as conn:
         names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert "half_done" not in names  # DDL was inside the transaction
@@ -337,8 +338,11 @@ async def test_sqlite_writer_stores_what_the_sqlalchemy_path_stores(tmp_path):
          "timestamp": "2026-01-01 00:00:01.5+01:00", "transcript_shasum": SHA_T, "transcript_size": 3},
         "not a dict",
     ]
-    # a session split over batches (closed first), both orders of an artifact's sightings, replays
-    batches = [events[3:5], events[0:3], events[5:14], [late], events[14:], odd, [early], events[6:10] + odd, [late]]
+    verdicts = analysis_events()
+    # a session split over batches (closed first), both orders of an artifact's sightings, replays,
+    # an older verdict after a newer one, analysis results in the same batch as their session
+    batches = [events[3:5], events[0:3], events[5:14], [late], events[14:], odd, [early], events[6:10] + odd, [late],
+               verdicts[1:], verdicts[:1] + events[:3], verdicts]
     from honeyjet.store.jsonlog import dumps_line
 
     fast, generic = Database(sqlite_url(tmp_path / "fast")), Database(sqlite_url(tmp_path / "generic"))
@@ -351,7 +355,7 @@ async def test_sqlite_writer_stores_what_the_sqlalchemy_path_stores(tmp_path):
         assert await fast.write_events(batch, lines) == await generic.write_events(batch)
     await fast.close()
     await generic.close()
-    for table in ("events", "sessions", "jobs", "artifacts"):
+    for table in ("events", "sessions", "jobs", "artifacts", "verdicts", "job_analyses", "sources"):
         rows = []
         for name in ("fast", "generic"):
             conn = sqlite3.connect(tmp_path / name / "db" / "honeyjet.db")
@@ -359,6 +363,45 @@ async def test_sqlite_writer_stores_what_the_sqlalchemy_path_stores(tmp_path):
             conn.close()
         assert rows[0] == rows[1], table
         assert rows[0], table
+
+
+def analysis_events() -> list[dict]:
+    """An older and a newer verdict of one session, a job analysis, a source verdict."""
+    base = {"sensor": "s", "session": "000000000001", "protocol": "pjl", "src_ip": "198.51.100.7", "src_port": 1,
+            "dst_ip": "127.0.0.1", "dst_port": 9100, "message": "m"}
+    return [
+        dict(base, eventid="honeyjet.verdict.session", event_uuid="a" * 32, timestamp="2026-01-01T00:00:02.000000Z",
+             classes=["pjl_display_defacement"], severity="medium", rules=["HJ-PJL-020"], rule_names=["x"],
+             service="pjl", attribution=[]),
+        dict(base, eventid="honeyjet.verdict.session", event_uuid="b" * 32, timestamp="2026-01-01T00:00:01.000000Z",
+             classes=["scanner_banner_grab"], severity="low", rules=["HJ-PJL-001"], rule_names=["y"],
+             service="pjl", attribution=[]),
+        dict(base, eventid="honeyjet.job.analyzed", event_uuid="c" * 32, timestamp="2026-01-01T00:00:03.000000Z",
+             job=1, shasum=SHA_A, language="text", text_source="plain", text_chars=12, text_shasum=SHA_B,
+             simhash="0123456789abcdef", campaign="c-aaaaaaaaaaaa", previews=[SHA_T],
+             indicators=[{"type": "url", "value": "www.x.example", "offset": 0}], errors=[]),
+        dict(base, eventid="honeyjet.verdict.source", event_uuid="d" * 32, timestamp="2026-01-01T00:00:04.000000Z",
+             classes=["pjl_info_enumeration"], severity="medium", rules=["HJ-SRC-001"], rule_names=["z"],
+             new_rules=["HJ-SRC-001"], sessions=2, services=["http", "pjl"], session_classes=[], sequence=[],
+             first_seen="2026-01-01T00:00:00.000000Z", jobs=0, campaigns=["c-aaaaaaaaaaaa"], attribution=["user:x"]),
+    ]
+
+
+async def test_analysis_results_are_kept_newest_first(db):
+    ev = analysis_events()
+    assert await db.write_events([ev[0], ev[2]]) == 2
+    assert await db.write_events([ev[1], ev[3]]) == 2  # the older verdict arrives late
+    v = await db.verdict_row("000000000001")
+    assert v["primary_class"] == "pjl_display_defacement" and v["severity"] == "medium" and v["severity_rank"] == 2
+    assert v["classes"] == ["pjl_display_defacement"] and v["rules"] == ["HJ-PJL-020"] and v["event_uuid"] == "a" * 32
+    j = await db.job_analysis_row(SHA_A)
+    assert j["campaign"] == "c-aaaaaaaaaaaa" and j["indicators"][0]["type"] == "url" and j["previews"] == [SHA_T]
+    (src,) = await db.source_rows("198.51.100.7")
+    assert src["sensor"] == "s" and src["rules"] == ["HJ-SRC-001"] and src["sessions"] == 2
+    assert src["attribution"] == ["user:x"] and src["severity_rank"] == 2
+    newer = dict(ev[1], event_uuid="e" * 32, timestamp="2026-01-02T00:00:00.000000Z")
+    await db.write_events([newer])
+    assert (await db.verdict_row("000000000001"))["primary_class"] == "scanner_banner_grab"
 
 
 def test_build_rows_deduplicates_for_postgres_upserts():

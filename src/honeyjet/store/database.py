@@ -185,9 +185,78 @@ def _migrate_v1(conn: Connection) -> None:
         table.create(conn, checkfirst=False)
 
 
+def _define_v2(md: MetaData) -> dict[str, Table]:
+    """Analysis results (schema version 2): the newest verdict per session, forensics per job
+    content, correlation verdicts per source. Each row is derived from an event, newest wins."""
+    verdicts = Table(
+        "verdicts",
+        md,
+        Column("session", Text, primary_key=True),
+        Column("sensor", Text),
+        Column("src_ip", Text),
+        Column("service", Text),
+        Column("ts", DateTime(timezone=True)),
+        Column("primary_class", Text),
+        Column("classes", JSONData),
+        Column("severity", Text),
+        Column("severity_rank", Integer),  # 0 info … 4 critical, for ordering and thresholds
+        Column("rules", JSONData),
+        Column("event_uuid", String(32)),
+        Index("ix_verdicts_ts", "ts"),
+        Index("ix_verdicts_class", "primary_class"),
+        Index("ix_verdicts_rank", "severity_rank"),
+        Index("ix_verdicts_src_ip", "src_ip"),
+    )
+    job_analyses = Table(
+        "job_analyses",
+        md,
+        Column("shasum", String(64), primary_key=True),
+        Column("ts", DateTime(timezone=True)),
+        Column("language", Text),
+        Column("text_source", Text),
+        Column("text_chars", BigInteger),
+        Column("text_shasum", String(64)),
+        Column("simhash", String(16)),
+        Column("campaign", Text),
+        Column("indicators", JSONData),
+        Column("previews", JSONData),
+        Column("errors", JSONData),
+        Column("event_uuid", String(32)),
+        Index("ix_job_analyses_campaign", "campaign"),
+    )
+    sources = Table(
+        "sources",
+        md,
+        Column("sensor", Text, primary_key=True),
+        Column("src_ip", Text, primary_key=True),
+        Column("first_seen", Text),
+        Column("ts", DateTime(timezone=True)),
+        Column("primary_class", Text),
+        Column("classes", JSONData),
+        Column("severity", Text),
+        Column("severity_rank", Integer),
+        Column("rules", JSONData),
+        Column("sessions", Integer),
+        Column("jobs", Integer),
+        Column("campaigns", JSONData),
+        Column("attribution", JSONData),
+        Column("event_uuid", String(32)),
+        Index("ix_sources_ts", "ts"),
+        Index("ix_sources_rank", "severity_rank"),
+    )
+    return {"verdicts": verdicts, "job_analyses": job_analyses, "sources": sources}
+
+
+def _migrate_v2(conn: Connection) -> None:
+    md = MetaData()
+    for table in _define_v2(md).values():
+        table.create(conn, checkfirst=False)
+
+
 # (version, description, step); ordered, contiguous from 1
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "events, sessions, jobs, artifacts", _migrate_v1),
+    (2, "verdicts, job_analyses, sources (analysis results)", _migrate_v2),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 assert [m[0] for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
@@ -200,6 +269,73 @@ events_table = _tables["events"]
 sessions_table = _tables["sessions"]
 jobs_table = _tables["jobs"]
 artifacts_table = _tables["artifacts"]
+_tables.update(_define_v2(metadata))
+verdicts_table = _tables["verdicts"]
+job_analyses_table = _tables["job_analyses"]
+sources_table = _tables["sources"]
+
+_SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+# analysis event -> (table, primary key columns, columns), in the order the SQLite writer binds them
+_ANALYSIS_TABLES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "honeyjet.verdict.session": ("verdicts", ("session",), (
+        "session", "sensor", "src_ip", "service", "ts", "primary_class", "classes", "severity", "severity_rank", "rules",
+        "event_uuid")),
+    "honeyjet.job.analyzed": ("job_analyses", ("shasum",), (
+        "shasum", "ts", "language", "text_source", "text_chars", "text_shasum", "simhash", "campaign", "indicators",
+        "previews", "errors", "event_uuid")),
+    "honeyjet.verdict.source": ("sources", ("sensor", "src_ip"), (
+        "sensor", "src_ip", "first_seen", "ts", "primary_class", "classes", "severity", "severity_rank", "rules",
+        "sessions", "jobs", "campaigns", "attribution", "event_uuid")),
+}
+_JSON_COLUMNS = frozenset({"classes", "rules", "indicators", "previews", "errors", "campaigns", "attribution"})
+
+
+def _strings(value: Any, limit: int = 256) -> list[Any]:
+    return list(value)[:limit] if isinstance(value, list) else []
+
+
+def analysis_row(eventid: str, ev: dict[str, Any], key: str, ts: Any) -> dict[str, Any] | None:
+    """The row an analysis event keeps current (``ts`` in the caller's representation)."""
+    get = ev.get
+    if eventid == "honeyjet.verdict.session":
+        session = _text(get("session"))
+        if not session:
+            return None
+        classes = [c for c in _strings(get("classes")) if isinstance(c, str)]
+        severity = _text(get("severity"))
+        return {"session": session, "sensor": _text(get("sensor")), "src_ip": _text(get("src_ip")),
+                "service": _text(get("service")) or _text(get("protocol")), "ts": ts,
+                "primary_class": classes[0] if classes else "", "classes": classes, "severity": severity,
+                "severity_rank": _SEVERITY_RANK.get(severity or "", 0), "rules": _strings(get("rules")), "event_uuid": key}
+    if eventid == "honeyjet.job.analyzed":
+        sha = _sha(get("shasum"))
+        if sha is None:
+            return None
+        return {"shasum": sha, "ts": ts, "language": _text(get("language")), "text_source": _text(get("text_source")),
+                "text_chars": _big(get("text_chars")), "text_shasum": _sha(get("text_shasum")),
+                "simhash": (_text(get("simhash")) or "")[:16], "campaign": _text(get("campaign")),
+                "indicators": _strings(get("indicators"), 200), "previews": _strings(get("previews"), 8),
+                "errors": _strings(get("errors"), 16), "event_uuid": key}
+    if eventid == "honeyjet.verdict.source":
+        ip = _text(get("src_ip"))
+        if not ip:
+            return None
+        classes = [c for c in _strings(get("classes")) if isinstance(c, str)]
+        severity = _text(get("severity"))
+        return {"sensor": _text(get("sensor")) or "", "src_ip": ip, "first_seen": _text(get("first_seen")), "ts": ts,
+                "primary_class": classes[0] if classes else "", "classes": classes, "severity": severity,
+                "severity_rank": _SEVERITY_RANK.get(severity or "", 0), "rules": _strings(get("rules")),
+                "sessions": _int(get("sessions")), "jobs": _int(get("jobs")), "campaigns": _strings(get("campaigns")),
+                "attribution": _strings(get("attribution")), "event_uuid": key}
+    return None
+
+
+def _newer(rows: dict[tuple[Any, ...], dict[str, Any]], pk: tuple[str, ...], row: dict[str, Any]) -> None:
+    """Keep the newest row per primary key within a batch."""
+    k = tuple(row[c] for c in pk)
+    old = rows.get(k)
+    if old is None or (row["ts"] is not None and (old["ts"] is None or row["ts"] >= old["ts"])):
+        rows[k] = row
 
 
 # -- row building -------------------------------------------------------------------
@@ -274,6 +410,7 @@ class _Rows:
     closes: list[dict[str, Any]]
     jobs: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
+    analysis: dict[str, list[dict[str, Any]]]  # table -> rows (newest per key)
 
 
 def build_rows(batch: Iterable[dict[str, Any]]) -> _Rows:
@@ -286,6 +423,7 @@ def build_rows(batch: Iterable[dict[str, Any]]) -> _Rows:
     closes: dict[str, dict[str, Any]] = {}
     jobs: list[dict[str, Any]] = []
     artifacts: dict[str, dict[str, Any]] = {}
+    analysis: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
 
     def artifact(shasum: Any, ts: datetime | None, size: Any) -> None:
         sha = _sha(shasum)
@@ -358,9 +496,16 @@ def build_rows(batch: Iterable[dict[str, Any]]) -> _Rows:
                     "ended_by": _text(ev.get("ended_by")),
                 }
             )
+        elif eventid in _ANALYSIS_TABLES:
+            row = analysis_row(eventid, ev, key, ts)
+            if row is not None:
+                table, pk, _ = _ANALYSIS_TABLES[eventid]
+                _newer(analysis.setdefault(table, {}), pk, row)
+            continue  # their sha256 fields name artifacts recorded by other events
         if "shasum" in ev:
             artifact(ev.get("shasum"), ts, ev.get("stored_size", ev.get("size")))
-    return _Rows(list(events.values()), list(connects.values()), list(closes.values()), jobs, list(artifacts.values()))
+    return _Rows(list(events.values()), list(connects.values()), list(closes.values()), jobs, list(artifacts.values()),
+                 {t: list(rows.values()) for t, rows in analysis.items()})
 
 
 # a JSON \u0000 escape (not an escaped backslash followed by "u0000")
@@ -471,6 +616,16 @@ _SQL_SESSIONS = (
 )
 
 
+def _upsert_newest_sql(table: str, pk: tuple[str, ...], columns: tuple[str, ...]) -> str:
+    rest = [c for c in columns if c not in pk]
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_placeholders(len(columns))}) "
+            f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in rest) +
+            f" WHERE {table}.ts IS NULL OR excluded.ts >= {table}.ts")
+
+
+_SQL_ANALYSIS = {table: _upsert_newest_sql(table, pk, cols) for table, pk, cols in _ANALYSIS_TABLES.values()}
+
+
 class _SQLiteTimes:
     """RFC 3339 event time -> the text SQLAlchemy's SQLite DateTime stores.
 
@@ -510,6 +665,7 @@ class _SQLiteParams:
     sessions: list[tuple[Any, ...]]  # connect and closed of one session in this batch
     jobs: list[tuple[Any, ...]]
     artifacts: dict[str, list[Any]]  # shasum -> [shasum, first_seen, size]
+    analysis: dict[str, list[tuple[Any, ...]]]  # table -> rows (newest per key), in _ANALYSIS_TABLES order
 
 
 class _SQLiteWriter:
@@ -560,6 +716,7 @@ class _SQLiteWriter:
         closes: dict[str, tuple[Any, ...]] = {}
         jobs: list[tuple[Any, ...]] = []
         artifacts: dict[str, list[Any]] = {}
+        analysis: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
         convert = self._times.convert
         text = _text
         integer = _int
@@ -614,13 +771,25 @@ class _SQLiteWriter:
                      text(get("user")), integer(get("pages")), _sha(get("shasum")), _big(get("size")),
                      _big(get("stored_size")), _bool(get("truncated")), text(get("ended_by")))
                 )
+            elif eventid in _ANALYSIS_TABLES:
+                row = analysis_row(eventid, ev, key, ts)
+                if row is not None:
+                    table, pk, _ = _ANALYSIS_TABLES[eventid]
+                    _newer(analysis.setdefault(table, {}), pk, row)
+                continue
             if "shasum" in ev:
                 artifact(get("shasum"), ts, get("stored_size", get("size")))
         both = []
         for session in [s for s in connects if s in closes]:
             connect = connects.pop(session)
             both.append(connect + closes.pop(session)[7:])
-        return _SQLiteParams(events, list(connects.values()), list(closes.values()), both, jobs, artifacts)
+        rows: dict[str, list[tuple[Any, ...]]] = {}
+        for eventid, (table, _, columns) in _ANALYSIS_TABLES.items():
+            found = analysis.get(table)
+            if found:
+                rows[table] = [tuple(_json_serializer(r[c]) if c in _JSON_COLUMNS else r[c] for c in columns)
+                               for r in found.values()]
+        return _SQLiteParams(events, list(connects.values()), list(closes.values()), both, jobs, artifacts, rows)
 
     def _write(self, batch: Sequence[Any], lines: Sequence[bytes | None] | None = None) -> int:
         p = self._params(batch, lines)
@@ -647,6 +816,8 @@ class _SQLiteWriter:
                 conn.executemany(_SQL_JOBS, p.jobs)
             if artifacts:
                 conn.executemany(_SQL_ARTIFACTS, artifacts)
+            for table, params in p.analysis.items():
+                conn.executemany(_SQL_ANALYSIS[table], params)
             conn.execute("COMMIT")
         except BaseException:
             try:
@@ -847,6 +1018,16 @@ class Database:
                         where=or_(a.first_seen.is_(None), stmt.excluded.first_seen < a.first_seen),
                     )
                     await conn.execute(stmt, rows.artifacts)
+                for table_name, analysis_rows in rows.analysis.items():
+                    table = _tables[table_name]
+                    pk = [c.name for c in table.primary_key.columns]
+                    stmt = self._insert(table)
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=pk,
+                        set_={c.name: getattr(stmt.excluded, c.name) for c in table.columns if c.name not in pk},
+                        where=or_(table.c.ts.is_(None), stmt.excluded.ts >= table.c.ts),
+                    )
+                    await conn.execute(stmt, analysis_rows)
         return len(rows.events)
 
     # -- reading ---------------------------------------------------------------------
@@ -878,6 +1059,24 @@ class Database:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(artifacts_table).where(artifacts_table.c.shasum == shasum))).first()
         return None if row is None else _row_dict(row)
+
+    async def verdict_row(self, session_id: str) -> dict[str, Any] | None:
+        """The newest verdict of a session (table ``verdicts``) or None."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(verdicts_table).where(verdicts_table.c.session == session_id))).first()
+        return None if row is None else _row_dict(row)
+
+    async def job_analysis_row(self, shasum: str) -> dict[str, Any] | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(job_analyses_table).where(job_analyses_table.c.shasum == shasum))).first()
+        return None if row is None else _row_dict(row)
+
+    async def source_rows(self, src_ip: str | None = None) -> list[dict[str, Any]]:
+        query = select(sources_table).order_by(sources_table.c.severity_rank.desc(), sources_table.c.ts.desc())
+        if src_ip is not None:
+            query = query.where(sources_table.c.src_ip == src_ip)
+        async with self._engine.connect() as conn:
+            return [_row_dict(r) for r in await conn.execute(query)]
 
     async def event(self, event_uuid: str) -> dict[str, Any] | None:
         """The stored event dict (the ``data`` column) or None."""
