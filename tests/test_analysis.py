@@ -344,3 +344,23 @@ def test_variants_keep_quoted_text_and_vary_the_rest() -> None:
     names = [n for n, _ in variants(entry, data)]
     assert "pjl-lowercase" in names and "pjl-no-uel" in names and len(names) == len(set(names))
     assert {n for n, _, _ in TRANSFORMS} >= set(names)
+
+
+def test_identical_sessions_reuse_one_verdict() -> None:
+    """A probe flood: the second identical session is judged from the memo, the same way."""
+    bus = EventBus("t", strict=True)
+    mem = MemorySink()
+    bus.add_sink(mem)
+    an = Analyzer(bus, RULES)
+    probe = ("honeyjet.pjl.command", {"command": "INFO", "argument": "INFO ID", "options": [], "known": True,
+                                      "service_mode": False, "replied": True, "truncated": False})
+    other = ("honeyjet.pjl.command", {"command": "RDYMSG", "argument": 'RDYMSG DISPLAY="x"', "options": [["DISPLAY", "x"]],
+                                      "known": True, "service_mode": False, "replied": False, "truncated": False})
+    for sid, ip, ev in (("ccccccccccc1", "192.0.2.1", probe), ("ccccccccccc2", "192.0.2.2", probe), ("ccccccccccc3", "192.0.2.2", other)):
+        for e in _session(sid, ip, "pjl", [ev], 9100):
+            an.feed(e)
+    v = mem.of("honeyjet.verdict.session")
+    assert an.counters["memo_hits"] == 1
+    assert [x["classes"][0] for x in v] == ["scanner_banner_grab", "scanner_banner_grab", "pjl_display_defacement"]
+    assert v[1]["src_ip"] == "192.0.2.2" and v[1]["session"] == "ccccccccccc2"
+    assert {k: v[0][k] for k in ("classes", "severity", "rules", "rule_names")} == {k: v[1][k] for k in ("classes", "severity", "rules", "rule_names")}

@@ -24,7 +24,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
+
+import orjson
 
 from honeyjet.analysis.features import SessionFeatures, add_job_report
 from honeyjet.analysis.rules import RuleSet, Verdict
@@ -71,7 +74,8 @@ class Analyzer:
         self.reports: OrderedDict[str, dict[str, Any]] = OrderedDict()  # shasum -> job.analyzed fields
         self.inflight: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.counters: dict[str, int] = {"verdicts": 0, "errors": 0, "evicted": 0, "jobs_analyzed": 0}
+        self.counters: dict[str, int] = {"verdicts": 0, "errors": 0, "evicted": 0, "jobs_analyzed": 0, "memo_hits": 0}
+        self.memo: OrderedDict[bytes, _Judged] = OrderedDict()  # session signature -> its verdict
 
     # -- sink interface ----------------------------------------------------------------
     async def start(self) -> None:
@@ -79,10 +83,7 @@ class Analyzer:
 
     async def stop(self) -> None:
         await self.drain()
-        for sid in list(self.open):  # sessions still open at shutdown were closed before this
-            feats = self.open.pop(sid)
-            if feats.closed:
-                self._judge(feats)
+        self.open.clear()  # sessions end with session.closed before the sinks stop: nothing is left open
         if self.forensics is not None:
             try:
                 await self.forensics.close()
@@ -104,20 +105,45 @@ class Analyzer:
         sid = event.get("session")
         if not sid:
             return
-        feats = self.open.get(sid)
-        if feats is None:
+        rec = self.open.get(sid)
+        if rec is None:
             if len(self.open) >= MAX_OPEN:
                 _, oldest = self.open.popitem(last=False)
                 self.counters["evicted"] += 1
-                self._judge(oldest)
-            feats = self.open[sid] = SessionFeatures(self.rules.vocab)
-        feats.add(event)
+                self._judge(oldest.features(self.rules.vocab))
+            rec = self.open[sid] = _Open()
+        rec.add(event, self.rules.vocab)
         if eid == "honeyjet.session.closed":
             del self.open[sid]
+            key = rec.signature()
+            if key is not None:
+                hit = self.memo.get(key)
+                if hit is not None:
+                    self.memo.move_to_end(key)
+                    self.counters["memo_hits"] += 1
+                    self._later_hit(rec.events, hit)
+                    return
+            feats = rec.features(self.rules.vocab)
+            feats.memo_key = key
             if feats.jobs_pending and self.forensics is not None and self.artifacts is not None:
                 self._spawn(self._analyze_jobs(feats))
             else:
                 self._later(feats)
+
+    def _later_hit(self, events: list[dict[str, Any]], hit: "_Judged") -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._publish(events[0], hit, [])
+            return
+        loop.call_soon(self._publish_safely, events[0], hit)
+
+    def _publish_safely(self, first: dict[str, Any], hit: "_Judged") -> None:
+        try:
+            self._publish(first, hit, [])
+        except Exception:
+            self.counters["errors"] += 1
+            log.exception("verdict failed for session %s", first.get("session"))
 
     def _later(self, feats: SessionFeatures) -> None:
         try:
@@ -249,42 +275,66 @@ class Analyzer:
     def _judge(self, feats: SessionFeatures) -> Verdict:
         features = feats.finish()
         verdict = self.rules.evaluate(features)
-        self.counters["verdicts"] += 1
-        attribution = _attribution(features)
-        what = ", ".join(verdict.classes) if verdict.classes else "unclassified"
-        self._emit(
-            "honeyjet.verdict.session",
-            f"session {feats.session} from {features['src_ip']} ({features['service']}): {what} [{verdict.severity}]",
-            feats,
-            {
+        judged = _Judged(
+            verdict=verdict,
+            fields={
                 "classes": verdict.classes,
                 "severity": verdict.severity,
                 "rules": verdict.rules,
                 "rule_names": [r.name for r in verdict.fired],
                 "service": features["service"],
-                "attribution": attribution,
+                "attribution": _attribution(features),
             },
-        )
-        self._source(feats, features, verdict, attribution)
-        return verdict
-
-    def _source(self, feats: SessionFeatures, features: dict[str, Any], verdict: Verdict, attribution: list[str]) -> None:
-        ip = features["src_ip"]
-        if not ip or not self.rules.source_rules:
-            return
-        now = self.clock()
-        summary = SessionSummary(
-            ts=now,
-            service=features["service"],
-            primary=verdict.primary,
-            classes=tuple(verdict.classes),
-            rules=tuple(verdict.rules),
             jobs=features["job_count"],
             answered=features["bytes_out"] > 0,
             user_agents=tuple(features["http_user_agents"][:4]),
+            private=features["src_private"],
         )
-        prof = self.sources.observe(ip, summary, private=features["src_private"], attribution=attribution,
-                                    campaigns=feats.campaigns)
+        key = getattr(feats, "memo_key", None)
+        if key is not None and not features["job_count"]:
+            self.memo[key] = judged
+            while len(self.memo) > MEMO:
+                self.memo.popitem(last=False)
+        self._publish(feats.identity, judged, feats.campaigns)
+        return verdict
+
+    def _publish(self, identity: dict[str, Any], j: "_Judged", campaigns: list[str]) -> None:
+        """Emit a session verdict and feed the source tracker."""
+        self.counters["verdicts"] += 1
+        f = j.fields
+        what = ", ".join(f["classes"]) if f["classes"] else "unclassified"
+        ident = {k: identity.get(k) for k in _IDENTITY}
+        self.bus.emit(
+            "honeyjet.verdict.session",
+            f"session {ident['session']} from {ident['src_ip']} ({f['service']}): {what} [{f['severity']}]",
+            ident,
+            f,
+        )
+        self._source(ident, j, campaigns)
+
+    def _source(self, ident: dict[str, Any], j: "_Judged", campaigns: list[str]) -> None:
+        ip = str(ident.get("src_ip") or "")
+        if not ip or not self.rules.source_rules:
+            return
+        now = self.clock()
+        verdict = j.verdict
+        summary = SessionSummary(
+            ts=now,
+            service=j.fields["service"],
+            primary=verdict.primary,
+            classes=tuple(verdict.classes),
+            rules=tuple(verdict.rules),
+            jobs=j.jobs,
+            answered=j.answered,
+            user_agents=j.user_agents,
+        )
+        prof = self.sources.observe(ip, summary, private=j.private, attribution=j.fields["attribution"],
+                                    campaigns=campaigns)
+        # a source repeating the same session (a probe flood) is re-judged at most once a second
+        same = (summary.service, summary.classes, summary.rules, summary.jobs, summary.answered, summary.user_agents)
+        if same == prof.last_summary and now - prof.last_judged < SOURCE_REJUDGE and not campaigns:
+            return
+        prof.last_summary, prof.last_judged = same, now
         sfeat = self.sources.features(prof, now, self.campaigns)
         sv = self.rules.evaluate_source(sfeat)
         if not sv.rules:
@@ -292,10 +342,10 @@ class Analyzer:
         fresh = self.sources.new_rules(prof, sv.rules, now)
         if not fresh:
             return
-        self._emit(
+        self.bus.emit(
             "honeyjet.verdict.source",
             f"source {ip}: {', '.join(sv.classes)} [{sv.severity}] — {'; '.join(self.rules.by_id[r].name for r in fresh)}",
-            feats,
+            ident,
             {
                 "classes": sv.classes,
                 "severity": sv.severity,
@@ -312,6 +362,75 @@ class Analyzer:
                 "attribution": [escape(a, 256) for a in prof.attribution[:32]],
             },
         )
+
+
+MEMO = 4096
+SOURCE_REJUDGE = 1.0  # seconds
+MEMO_EVENTS = 16  # sessions with more events are judged without the memo
+MEMO_BYTES = 8192
+# what a verdict cannot depend on: identity, times, ids, the free-text message, transcript names
+_NOT_SIGNED = frozenset({"event_uuid", "timestamp", "session", "src_ip", "src_port", "dst_ip", "dst_port", "sensor",
+                         "message", "duration_ms", "transcript_shasum", "transcript_size", "transcript_truncated", "detail"})
+
+
+@dataclass(slots=True)
+class _Judged:
+    verdict: Verdict
+    fields: dict[str, Any]  # of honeyjet.verdict.session
+    jobs: int
+    answered: bool
+    user_agents: tuple[str, ...]
+    private: bool
+
+
+class _Open:
+    """An open session: its events while it is small (so identical sessions — a scanner's probe
+    flood — can reuse one verdict), or its features once it is not."""
+
+    __slots__ = ("events", "feats", "size")
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.feats: SessionFeatures | None = None
+        self.size = 0
+
+    def add(self, event: dict[str, Any], vocab: Any) -> None:
+        if self.feats is not None:
+            self.feats.add(event)
+            return
+        self.events.append(event)
+        if len(self.events) > MEMO_EVENTS or event.get("eventid") == "honeyjet.job.captured":
+            self.feats = SessionFeatures(vocab)
+            for e in self.events:
+                self.feats.add(e)
+
+    def signature(self) -> bytes | None:
+        """Everything a verdict can depend on, or None when the session is not memoised."""
+        if self.feats is not None or not self.events:
+            return None
+        first = self.events[0]
+        parts = [orjson.dumps([first.get("protocol"), _private_ip(str(first.get("src_ip") or ""))])]
+        size = 0
+        for e in self.events:
+            part = orjson.dumps({k: v for k, v in e.items() if k not in _NOT_SIGNED}, default=str)
+            size += len(part)
+            if size > MEMO_BYTES:
+                return None
+            parts.append(part)
+        return b"\n".join(parts)
+
+    def features(self, vocab: Any) -> SessionFeatures:
+        if self.feats is None:
+            self.feats = SessionFeatures(vocab)
+            for e in self.events:
+                self.feats.add(e)
+        return self.feats
+
+
+def _private_ip(ip: str) -> bool:
+    from honeyjet.analysis.features import _private
+
+    return _private(ip)
 
 
 def _rfc3339(ts: float) -> str:

@@ -68,6 +68,7 @@ class Rule:
     source: str
     test: Callable[[dict[str, Any]], bool] = field(repr=False)
     guard: str = ""  # a feature that must be non-empty/non-zero for the rule to fire ("" = none known)
+    any_guards: tuple[str, ...] = ()  # one of these must be truthy (from an ``any`` list)
     conditions: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -221,27 +222,49 @@ def _compile_rule(raw: dict[str, Any], classes: dict[str, ClassInfo], source: st
         raise RuleError(f"{where}: 'fallback' must be true or false")
     return Rule(rid, raw["name"].strip(), cls, severity, priority, " ".join(raw["description"].split()), refs, tools,
                 fallback, source, test, conditions={k: raw.get(k, []) for k in ("all", "any", "none")},
-                guard=_guard(raw.get("all", []), features))
+                guard=_guard(raw.get("all", []), features), any_guards=_any_guards(raw.get("any", []), features))
+
+
+def _pred_guard(p: dict[str, Any], features: dict[str, tuple[str, str]]) -> str:
+    """A feature that must be truthy for this condition to hold ("" when there is none)."""
+    name = p.get("f", "")
+    op = next((k for k in p if k != "f"), "")
+    arg = p.get(op)
+    if name.startswith("lexicon.") and op in ("ge", "gt") and isinstance(arg, (int, float)) and arg > 0:
+        return "job_text"  # lexicon terms are counted in the job text (panel messages included)
+    kind = features.get(name, ("", ""))[0]
+    if kind not in ("set", "list", "int", "float", "bool", "str"):
+        return ""
+    if op in ("has", "has_any", "has_all") and arg:
+        return name
+    if op == "match" and kind in ("set", "list"):
+        return name
+    if op == "match" and kind == "str" and isinstance(arg, str) and not re.search(arg, ""):
+        return name
+    if op == "is" and arg is True:
+        return name
+    if op == "eq" and arg and not isinstance(arg, bool) or op == "eq" and arg is True:
+        return name
+    if op == "in" and isinstance(arg, list) and arg and all(arg):
+        return name
+    if op == "ge" and isinstance(arg, (int, float)) and arg > 0 or op == "gt" and isinstance(arg, (int, float)) and arg >= 0:
+        return name
+    return ""
 
 
 def _guard(preds: list[dict[str, Any]], features: dict[str, tuple[str, str]]) -> str:
     """A feature an ``all`` condition needs to be truthy (lets evaluation skip the rule cheaply)."""
     for p in preds:
-        name = p.get("f", "")
-        kind = features.get(name, ("", ""))[0]
-        if kind not in ("set", "list", "int", "float", "bool"):
-            continue
-        op = next((k for k in p if k != "f"), "")
-        arg = p.get(op)
-        if op in ("has", "has_any", "has_all") and arg:
-            return name
-        if op == "match" and kind in ("set", "list"):
-            return name
-        if op == "is" and arg is True:
-            return name
-        if op == "ge" and isinstance(arg, (int, float)) and arg > 0 or op == "gt" and isinstance(arg, (int, float)) and arg >= 0:
-            return name
+        g = _pred_guard(p, features)
+        if g:
+            return g
     return ""
+
+
+def _any_guards(preds: list[dict[str, Any]], features: dict[str, tuple[str, str]]) -> tuple[str, ...]:
+    """Features of which one must be truthy for an ``any`` list to hold (empty: unknown)."""
+    guards = tuple(_pred_guard(p, features) for p in preds)
+    return guards if guards and all(guards) else ()
 
 
 def _decode_probe(text: str) -> bytes:
@@ -355,7 +378,8 @@ class RuleSet:
 
 
 def _fire(rules: list[Rule], features: dict[str, Any]) -> list[Rule]:
-    return [r for r in rules if (not r.guard or features[r.guard]) and r.test(features)]
+    return [r for r in rules if (not r.guard or features[r.guard])
+            and (not r.any_guards or any(features[g] for g in r.any_guards)) and r.test(features)]
 
 
 def _verdict(fired: list[Rule]) -> Verdict:

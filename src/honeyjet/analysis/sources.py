@@ -32,7 +32,7 @@ SOURCE_FEATURES: dict[str, tuple[str, str]] = {
     "src_rules": ("set", "Session rules that fired for it in the window."),
     "src_sequence": ("list", "`service:primary-class` of its latest 64 sessions in time order (`pjl:scanner_banner_grab`, …)."),
     "src_sequence_text": ("str", "The same joined by single spaces, for ordered regular expressions."),
-    "src_services_seq": ("str", "Services in time order joined by spaces, consecutive repeats collapsed (`ipp http snmp`)."),
+    "src_services_seq": ("str", "Services of its latest sessions in time order joined by spaces, consecutive repeats collapsed (`ipp http snmp`; the last 64 changes)."),
     "src_jobs": ("int", "Jobs it sent in the window."),
     "src_answered_then_returned": ("bool", "An earlier session got an answer from the sensor and the source came back."),
     "src_returned_with_job": ("bool", "After a session without jobs that the sensor answered, a later session sent a job."),
@@ -72,11 +72,30 @@ class SourceProfile:
     campaigns: set[str] = field(default_factory=set)
     attribution: list[str] = field(default_factory=list)
     fired: dict[str, float] = field(default_factory=dict)  # source rule id -> when it fired (window start)
+    # order-dependent facts, kept as sessions arrive (the latest MAX_SEQUENCE)
+    sequence: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_SEQUENCE))
+    services_seq: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_SEQUENCE))
+    answered_at: float = -1.0  # last session the sensor answered that sent no job
+    returned_at: float = -1.0  # last session after such an answer
+    returned_job_at: float = -1.0  # last session with a job after such an answer
+    last_summary: tuple[Any, ...] = ()  # what the last judged session looked like (see Analyzer._source)
+    last_judged: float = 0.0
 
     def attribute(self, items: list[str]) -> None:
         for item in items:
             if item not in self.attribution and len(self.attribution) < MAX_ATTRIBUTION:
                 self.attribution.append(item)
+
+    def _order(self, s: SessionSummary, window: float) -> None:
+        self.sequence.append(f"{s.service}:{s.primary or 'unclassified'}")
+        if not self.services_seq or self.services_seq[-1] != s.service:
+            self.services_seq.append(s.service)
+        if self.answered_at >= 0 and s.ts - self.answered_at <= window:
+            self.returned_at = s.ts
+            if s.jobs:
+                self.returned_job_at = s.ts
+        if s.answered and not s.jobs:
+            self.answered_at = s.ts
 
     def _count(self, s: SessionSummary, sign: int) -> None:
         t = self.tallies
@@ -126,6 +145,7 @@ class SourceTracker:
         prof.last_seen = max(prof.last_seen, summary.ts)
         prof.expire(summary.ts - self.window)
         prof.add(summary)
+        prof._order(summary, self.window)
         prof.total_sessions += 1
         prof.total_jobs += summary.jobs
         prof.campaigns.update(campaigns)
@@ -134,22 +154,9 @@ class SourceTracker:
 
     def features(self, prof: SourceProfile, now: float, campaigns: "CampaignIndex") -> dict[str, Any]:
         prof.expire(now - self.window)
-        recent = list(prof.sessions)[-MAX_SEQUENCE:]  # order-dependent features look at the latest
-        seq = [f"{s.service}:{s.primary or 'unclassified'}" for s in recent]
-        services_seq: list[str] = []
-        for s in recent:
-            if not services_seq or services_seq[-1] != s.service:
-                services_seq.append(s.service)
-        answered_before = returned = returned_job = False
-        for s in recent:
-            if answered_before:
-                returned = True
-                if s.jobs:
-                    returned_job = True
-            if s.answered and not s.jobs:
-                answered_before = True
         t = prof.tallies
         sessions = prof.sessions
+        seq = list(prof.sequence)
         return {
             "src_private": prof.private,
             "src_sessions": len(sessions),
@@ -159,10 +166,10 @@ class SourceTracker:
             "src_rules": frozenset(t["rules"]),
             "src_sequence": seq,
             "src_sequence_text": " ".join(seq),
-            "src_services_seq": " ".join(services_seq),
+            "src_services_seq": " ".join(prof.services_seq),
             "src_jobs": prof.jobs,
-            "src_answered_then_returned": returned,
-            "src_returned_with_job": returned_job,
+            "src_answered_then_returned": now - prof.returned_at <= self.window if prof.returned_at >= 0 else False,
+            "src_returned_with_job": now - prof.returned_job_at <= self.window if prof.returned_job_at >= 0 else False,
             "src_span_s": (sessions[-1].ts - sessions[0].ts) if sessions else 0.0,
             "src_user_agents": list(t["agents"])[:16],
             "src_campaigns": len(prof.campaigns),
