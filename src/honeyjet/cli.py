@@ -1,4 +1,4 @@
-"""Command line: ``honeyjet init``, ``run``, ``analyze``, ``evaluate``, ``personas``.
+"""Command line: ``honeyjet init``, ``run``, ``analyze``, ``evaluate``, ``console``, ``personas``.
 
 Every operator mistake (bad config, port in use, unwritable directory) ends with one
 line on stderr naming the key, port or path, and exit status 2; never a traceback.
@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_p.add_argument("--update-doc", type=Path, help="replace the evaluation block of this Markdown file (docs/detection.md)")
     evaluate_p.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate_p.set_defaults(func=cmd_evaluate)
+
+    from honeyjet.console.cli import register as register_console
+
+    register_console(sub)
 
     personas = sub.add_parser("personas", help="list built-in personas")
     personas.set_defaults(func=cmd_personas)

@@ -1,0 +1,1 @@
+"""The analyst console: a login-protected web UI over the event database (``honeyjet console``)."""

@@ -1,0 +1,165 @@
+"""``honeyjet console``: serve the analyst console; ``honeyjet console adduser NAME``.
+
+The console is meant for a loopback address (an SSH tunnel or a TLS reverse proxy in
+front of it) or for TLS of its own (``--tls-cert``/``--tls-key``). Over plain HTTP on
+a loopback address the session cookie goes without ``Secure`` (browsers would not send
+it back otherwise) unless ``--behind-tls-proxy`` says the browser talks HTTPS to a
+proxy; any other address without TLS is refused. The login rate limit counts the
+address the console sees: behind a proxy that is the proxy's (``X-Forwarded-For`` is
+not trusted), so the per-name limit is what protects an account there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import ipaddress
+import logging
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from honeyjet.config import load_settings
+
+DEFAULT_BIND = "127.0.0.1"
+DEFAULT_PORT = 8080
+EXIT_USAGE = 2
+log = logging.getLogger(__name__)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    over = {"sensor": {"data_dir": str(args.data_dir)}} if getattr(args, "data_dir", None) else {}
+    return load_settings(args.config, overrides=over)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_adduser(args: argparse.Namespace) -> int:
+    from honeyjet.console.auth import UserFileError, add_user, users_path
+
+    settings = _settings(args)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("honeyjet: the passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    path = users_path(settings.data_dir)
+    try:
+        replaced = add_user(path, args.name, password)
+    except (UserFileError, OSError) as exc:
+        print(f"honeyjet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{'changed the password of' if replaced else 'added'} console user {args.name} in {path}")
+    return 0
+
+
+async def serve(settings: Any, *, bind: str, port: int, tls: ssl.SSLContext | None, secure_cookies: bool,
+                stop: asyncio.Event | None = None) -> None:
+    from aiohttp import web
+
+    from honeyjet.console.app import build_app
+    from honeyjet.store.database import Database
+
+    database = Database(settings.database_url)
+    await database.open()
+    runner = None
+    try:
+        app = build_app(settings, database=database, data_dir=settings.data_dir, secure_cookies=secure_cookies)
+        runner = web.AppRunner(app, access_log=log, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, bind, port, ssl_context=tls)
+        await site.start()
+        scheme = "https" if tls else "http"
+        print(f"honeyjet console on {scheme}://{bind if ':' not in bind else '[' + bind + ']'}:{port}/", flush=True)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await stop.wait()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await database.close()
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    if getattr(args, "console_command", None) == "adduser":
+        return cmd_adduser(args)
+    settings = _settings(args)
+    tls = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("honeyjet: --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_USAGE
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"honeyjet: --tls-cert/--tls-key: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    elif not is_loopback(args.bind):
+        print(f"honeyjet: --bind {args.bind}: plain HTTP is only allowed on a loopback address; "
+              "give --tls-cert and --tls-key, or bind 127.0.0.1 behind a TLS proxy or an SSH tunnel", file=sys.stderr)
+        return EXIT_USAGE
+    from honeyjet.console.auth import UserFileError, load_users, users_path
+
+    try:
+        if not load_users(users_path(settings.data_dir)):
+            print(f"honeyjet: no console users yet; add one with `honeyjet console adduser NAME` "
+                  f"(file {users_path(settings.data_dir)})", file=sys.stderr)
+    except UserFileError as exc:
+        print(f"honeyjet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        asyncio.run(serve(settings, bind=args.bind, port=args.port, tls=tls, secure_cookies=tls is not None or args.behind_tls_proxy))
+    except OSError as exc:
+        print(f"honeyjet: console on {args.bind}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``console`` (and ``console adduser``) to a ``honeyjet`` argparse sub-parser set."""
+    p = subparsers.add_parser("console", help="serve the analyst console (web UI); `console adduser NAME` adds a user")
+
+    def common(q: argparse.ArgumentParser, default: Any = None) -> None:
+        q.add_argument("--config", type=Path, default=default, help="operator TOML file (default: <data-dir>/honeyjet.toml if present)")
+        q.add_argument("--data-dir", type=Path, default=default, help="the sensor's data directory (database, artifacts, users file)")
+
+    common(p)
+    p.add_argument("--bind", default=DEFAULT_BIND, help=f"address to listen on (default {DEFAULT_BIND})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve HTTPS (required off loopback)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument("--behind-tls-proxy", action="store_true",
+                   help="bound to loopback behind an HTTPS reverse proxy: keep the Secure cookie flag")
+    sub = p.add_subparsers(dest="console_command")
+    add = sub.add_parser("adduser", help="add a console user or change its password (file mode 0600)")
+    common(add, argparse.SUPPRESS)  # given before or after `adduser`
+    add.add_argument("name", help="user name: letters, digits, '.', '_' or '-'")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.set_defaults(func=cmd_console)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m honeyjet.console …`` = ``honeyjet console …``."""
+    from honeyjet.cli import main as honeyjet_main
+
+    return honeyjet_main(["console", *(sys.argv[1:] if argv is None else argv)])
