@@ -6,8 +6,9 @@
    ones the sensor really produces (job forensics included).
 2. Takes each session's events (everything up to ``session.closed``, plus its
    ``job.analyzed`` reports) and, for ``--seconds``, feeds them round-robin through a
-   fresh :class:`SessionFeatures`, :meth:`RuleSet.evaluate` and the source tracker —
-   exactly what the live analyzer does per session, minus writing the verdict event.
+   fresh :class:`SessionFeatures` and :meth:`Analyzer._judge` (rules, the verdict event
+   to a bus without sinks, the source tracker) — what the live analyzer does per session,
+   without its memo of identical sessions (every session is judged from scratch).
 
 Prints sessions/s and µs/session overall and per corpus class. Target (issue 4):
 ≥ 5,000 sessions/s on the benchmark machine.
@@ -84,9 +85,7 @@ def main() -> int:
             feats = SessionFeatures(rules.vocab)
             for ev in events:
                 feats.add(ev)
-            f = feats.finish()
-            v = rules.evaluate(f)
-            analyzer._source(feats, f, v, [])
+            analyzer._judge(feats)  # features, rules, the verdict event (to a bus without sinks), sources
             per_class.setdefault(cls, []).append(time.perf_counter() - t0)
             n += 1
     elapsed = time.perf_counter() - start
