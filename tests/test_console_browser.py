@@ -90,6 +90,17 @@ class ConsoleThread:
         return f"http://127.0.0.1:{self.port}"
 
 
+def wait_true(page, expression: str, timeout: float = 10.0) -> None:
+    """Poll a JavaScript expression through page.evaluate (CDP, which the console's CSP allows;
+    page.wait_for_function compiles its predicate with eval inside the page, which the CSP forbids)."""
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert _time.monotonic() < deadline, f"timed out waiting for: {expression}"
+        page.wait_for_timeout(50)
+
+
 @pytest.fixture
 def console(console_dir: Path) -> Iterator[ConsoleThread]:
     with ConsoleThread(console_dir) as c:
@@ -141,8 +152,8 @@ def test_analyst_walkthrough_in_chromium(console: ConsoleThread, browser_page, c
     assert page.evaluate("document.cookie") == ""  # invisible to scripts
 
     # overview: Chart.js drew the chart, the live feed connected and shows events
-    page.wait_for_function("document.getElementById('feed-state').textContent === 'live'")
-    page.wait_for_function("document.querySelectorAll('#feed-rows tr').length > 0")
+    wait_true(page, "document.getElementById('feed-state').textContent === 'live'")
+    wait_true(page, "document.querySelectorAll('#feed-rows tr').length > 0")
     assert page.evaluate("typeof Chart !== 'undefined' && Chart.getChart(document.getElementById('sessions-chart')) !== undefined")
     assert page.evaluate("document.getElementById('sessions-chart').width") > 0
     feed_text = page.locator("#feed-rows").inner_text()
@@ -153,7 +164,7 @@ def test_analyst_walkthrough_in_chromium(console: ConsoleThread, browser_page, c
     page.click("nav >> text=Sessions")
     page.select_option("select[name=service]", "pjl")
     page.click("form.filters button[type=submit]")
-    page.wait_for_function("!document.querySelector('#session-rows').textContent.includes('lpd')")
+    wait_true(page, "!document.querySelector('#session-rows').textContent.includes('lpd')")
     assert "service=pjl" in page.url
     pjl = console_data["sessions"]["pjl"]
     page.click(f"a.sid[href='/sessions/{pjl}']")
@@ -184,7 +195,7 @@ def test_analyst_walkthrough_in_chromium(console: ConsoleThread, browser_page, c
     # the job gallery: previews are real images, the excerpt is text
     page.click("nav >> text=Print jobs")
     page.wait_for_url(base + "/jobs")
-    page.wait_for_function("Array.from(document.querySelectorAll('.previews img')).every(i => i.complete && i.naturalWidth > 0)")
+    wait_true(page, "Array.from(document.querySelectorAll('.previews img')).every(i => i.complete && i.naturalWidth > 0)")
     assert page.locator(".previews img").count() >= 2
     assert page.locator("pre.excerpt").filter(has_text="<script>alert(1)</script>").count() >= 1
     page.screenshot(path=str(shots / "jobs.png"), full_page=True)
