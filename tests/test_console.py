@@ -361,6 +361,8 @@ async def test_job_gallery_previews_indicators_and_other_sources(client: TestCli
     report = console_data["pjl_report"]
     assert f'src="/previews/{report["previews"][0]}"' in html
     assert "evil.example" in html and report["campaign"] in html
+    # the excerpt is read from the extracted-text artifact (job_analyses.text_shasum), escaped
+    assert f"Hello &#34;&gt;{ESCAPED} {JS_URL} {TEMPLATE} pay at http://evil.example/pay" in html
     assert f'<a href="/sources/{OTHER_SOURCE}">{OTHER_SOURCE}</a>' in html  # the same job came from both sources
     assert html.count('<article class="job">') == 3
     img = await client.get(f"/previews/{report['previews'][0]}")
@@ -379,6 +381,8 @@ async def test_source_profile_and_rules(client: TestClient) -> None:
     html = await (await client.get(f"/sources/{OTHER_SOURCE}")).text()
     assert OTHER_SESSION in html and "Escalation after reconnaissance" in html and "firmware_upload" in html
     assert "pjl/9100" in html
+    assert "<dt>sessions</dt><dd>1</dd>" in html and "firmware_upload: 1" in html  # from the verdicts table
+    assert "<code>HJ-SRC-005</code> Escalation after reconnaissance" in html  # the sources row, names from the rules
     local = await (await client.get("/sources/127.0.0.1")).text()
     assert "lpd/" in local and "http/" in local and "pjl/" in local
     assert (await client.get("/sources/203.0.113.99")).status == 404
@@ -471,9 +475,27 @@ async def test_feed_streams_escaped_events_and_new_ones(client: TestClient, cons
                 "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "protocol": "pjl",
                 "src_ip": "192.0.2.77", "src_port": 1, "dst_ip": "192.0.2.1", "dst_port": 9100, "message": "new </script> session"})
     await sink.stop()
-    fresh = await read_events(lambda got: any(e["id"] == marker for e in got))
-    assert fresh[-1]["message"] == "new </script> session"
-    resp.close()
+    try:
+        fresh = await read_events(lambda got: any(e["id"] == marker for e in got))
+        assert fresh[-1]["message"] == "new </script> session"
+        resp.close()
+    finally:  # PostgreSQL is one database for every test: leave the population as it was
+        await _delete_session(console_dir, "abcabcabc001")
+
+
+async def _delete_session(data_dir: Path, session: str) -> None:
+    from sqlalchemy import delete
+
+    from honeyjet.store.database import events_table, sessions_table
+
+    db = Database(console_settings(data_dir).database_url)
+    await db.open()
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(delete(events_table).where(events_table.c.session == session))
+            await conn.execute(delete(sessions_table).where(sessions_table.c.session == session))
+    finally:
+        await db.close()
 
 
 # -- units ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import json
 import logging
 import re
 import secrets
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -47,13 +47,14 @@ from honeyjet.console.queries import (
     SEVERITIES,
     STATUSES,
     TRANSITIONS,
-    VERDICT,
     Queries,
     SessionFilter,
     create_console_tables,
     utc,
 )
 from honeyjet.store.database import sessions_table as SES
+from honeyjet.store.database import sources_table as SRC
+from honeyjet.store.database import verdicts_table as VD
 from honeyjet.store.transcript import parse as parse_transcript
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ TRANSCRIPT_SHOW = 256 * 1024  # transcript bytes shown on a page (the download h
 HEX_SHOW = 64 * 1024
 PREVIEW_MAX = 8 * 1024 * 1024
 NOTE_MAX = 2000
+EXCERPT = 600  # characters of a job's extracted text shown on a card
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 FEED_BACKLOG = 50
 FEED_POLL = 1.0
 FEED_OVERLAP = timedelta(seconds=10)  # re-read this far back: the sensor writes in batches
@@ -424,22 +427,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # -- pages ----------------------------------------------------------------------------
 
 
-def _tally_verdicts(verdicts: list[dict[str, Any]]) -> tuple[Counter, Counter, Counter]:
-    classes: Counter = Counter()
-    rules: Counter = Counter()
-    severities: Counter = Counter()
-    for v in verdicts:
-        cls = v.get("classes") or []
-        classes[cls[0] if cls and isinstance(cls[0], str) else "unclassified"] += 1
-        for rid in v.get("rules") or []:
-            if isinstance(rid, str):
-                rules[rid] += 1
-        sev = v.get("severity")
-        if isinstance(sev, str):
-            severities[sev] += 1
-    return classes, rules, severities
-
-
 async def overview(request: web.Request) -> web.Response:
     console: Console = request.app[K_STATE]
     q = console.queries
@@ -451,16 +438,16 @@ async def overview(request: web.Request) -> web.Response:
     per_hour = await q.sessions_per_hour(week)
     sources = await q.top(SES.c.src_ip, week)
     ports = await q.top(SES.c.dst_port, week)
-    classes, rules, severities = _tally_verdicts(await q.verdicts_since(week))
-    rule_names = {rid: getattr(console.rules.by_id.get(rid), "name", rid) for rid in rules}
+    tallies = await q.verdict_tallies(week)
+    rules = tallies["rules"][:10]
     chart = {
         "labels": [b for b, _ in per_hour],
         "sessions": [n for _, n in per_hour],
-        "severities": {s: severities.get(s, 0) for s in SEVERITIES},
+        "severities": tallies["severities"],
     }
     return render(request, "overview.html", nav="overview", today=counts_today, week=counts_week, chart=chart,
-                  sources=sources, ports=ports, classes=classes.most_common(10), rules=rules.most_common(10),
-                  rule_names=rule_names)
+                  sources=sources, ports=ports, classes=tallies["classes"][:10], rules=rules,
+                  rule_names=rule_names(console.rules, [rid for rid, _ in rules]))
 
 
 async def sessions_page(request: web.Request) -> web.Response:
@@ -504,8 +491,7 @@ async def session_page(request: web.Request) -> web.Response:
     if row is None:
         raise web.HTTPNotFound()
     events = await console.queries.session_events(sid)
-    verdicts = [e for e in events if e["eventid"] == VERDICT]
-    verdict = max(verdicts, key=lambda e: (e["ts"] or datetime.min.replace(tzinfo=UTC), e["event_uuid"]))["data"] if verdicts else None
+    verdict = await console.queries.verdict_event(sid)
     records: list[dict[str, Any]] = []
     cut = False
     transcript_missing = False
@@ -521,7 +507,7 @@ async def session_page(request: web.Request) -> web.Response:
     triage = await console.queries.triage("session", sid)
     return render(request, "session.html", nav="sessions", s=row, events=events, verdict=verdict,
                   rules=_rule_info(console, (verdict or {}).get("rules") or []), records=records, cut=cut,
-                  transcript_missing=transcript_missing, jobs=[_job_view(j) for j in jobs], triage=triage,
+                  transcript_missing=transcript_missing, jobs=await job_views(console.data_dir, jobs), triage=triage,
                   pretty=lambda d: json.dumps(d, indent=1, ensure_ascii=False, default=str, sort_keys=True))
 
 
@@ -530,14 +516,36 @@ def _read_head(path: Path, limit: int) -> bytes:
         return f.read(limit)
 
 
-def _job_view(row: dict[str, Any]) -> dict[str, Any]:
-    rep = row.get("report") if isinstance(row.get("report"), dict) else {}
-    text = rep.get("text") if isinstance(rep.get("text"), str) else ""
-    indicators = [i for i in rep.get("indicators") or [] if isinstance(i, dict)][:20]
-    previews = [p for p in rep.get("previews") or [] if isinstance(p, str) and SHA_RE.fullmatch(p)][:3]
-    return {**row, "text": text[:600], "text_cut": len(text) > 600, "indicators": indicators, "previews": previews,
-            "analysed_language": rep.get("language", ""), "campaign": rep.get("campaign", "") if isinstance(rep.get("campaign"), str) else "",
-            "errors": [e for e in rep.get("errors") or [] if isinstance(e, str)], "others": []}
+def _strs(value: Any, limit: int) -> list[str]:
+    return [v for v in value or [] if isinstance(v, str)][:limit] if isinstance(value, list) else []
+
+
+def job_view(row: dict[str, Any], text: str = "") -> dict[str, Any]:
+    """A row of :meth:`Queries.jobs` for the templates; ``text`` is the start of the extracted text."""
+    indicators = [i for i in row.get("indicators") or [] if isinstance(i, dict)][:20]
+    previews = [p for p in _strs(row.get("previews"), 8) if SHA_RE.fullmatch(p)][:3]
+    campaign = row.get("campaign")
+    return {**row, "text": text[:EXCERPT], "text_cut": len(text) > EXCERPT or (row.get("text_chars") or 0) > EXCERPT,
+            "indicators": indicators, "previews": previews, "analysed_language": row.get("analysed_language") or "",
+            "campaign": campaign if isinstance(campaign, str) else "", "errors": _strs(row.get("errors"), 16), "others": []}
+
+
+def read_excerpt(data_dir: Path, text_shasum: Any) -> str:
+    """The first characters of a job's extracted text (an artifact), control characters escaped."""
+    if not isinstance(text_shasum, str) or not SHA_RE.fullmatch(text_shasum):
+        return ""
+    try:
+        head = _read_head(data_dir / "artifacts" / text_shasum, EXCERPT * 4 + 4)
+    except OSError:
+        return ""
+    text = head.decode("utf-8", "ignore")[: EXCERPT + 1]
+    return CONTROL_RE.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+async def job_views(data_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    texts = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: [read_excerpt(data_dir, r.get("text_shasum")) for r in rows])
+    return [job_view(r, t) for r, t in zip(rows, texts)]
 
 
 async def jobs_page(request: web.Request) -> web.Response:
@@ -547,7 +555,7 @@ async def jobs_page(request: web.Request) -> web.Response:
     per = 24
     rows = await console.queries.jobs(offset=(page_no - 1) * per, limit=per + 1)
     more = len(rows) > per
-    jobs = [_job_view(r) for r in rows[:per]]
+    jobs = await job_views(console.data_dir, rows[:per])
     by_sha = await console.queries.sources_of_shasums(sorted({j["shasum"] for j in jobs if j.get("shasum")}))
     by_campaign = await console.queries.sources_of_campaigns(sorted({j["campaign"] for j in jobs if j["campaign"]}))
     for j in jobs:
@@ -558,6 +566,11 @@ async def jobs_page(request: web.Request) -> web.Response:
     return render(request, "jobs.html", nav="jobs", jobs=jobs, page=page_no, more=more)
 
 
+def rule_names(rules: Any, rule_ids: list[Any]) -> dict[str, str]:
+    """Rule id -> name (the id itself when the rule is not loaded)."""
+    return {rid: getattr(rules.by_id.get(rid), "name", rid) for rid in rule_ids if isinstance(rid, str)}
+
+
 async def source_page(request: web.Request) -> web.Response:
     console: Console = request.app[K_STATE]
     ip = request.match_info["ip"]
@@ -566,31 +579,23 @@ async def source_page(request: web.Request) -> web.Response:
     sessions = await console.queries.source_sessions(ip)
     if not sessions:
         raise web.HTTPNotFound()
-    classes: Counter = Counter()
-    ports: Counter = Counter()
-    for s in sessions:
-        v = s.get("verdict") if isinstance(s.get("verdict"), dict) else {}
-        cls = v.get("classes") or []
-        classes[cls[0] if cls and isinstance(cls[0], str) else "unclassified"] += 1
-        ports[(s.get("protocol") or "", s.get("dst_port"))] += 1
-    jobs = [_job_view(j) for j in await console.queries.jobs(source=ip, limit=100)]
-    campaigns = sorted({j["campaign"] for j in jobs if j["campaign"]})
+    profile = await console.queries.source_profile(ip)
+    jobs = await job_views(console.data_dir, await console.queries.jobs(source=ip, limit=100))
     verdicts = await console.queries.source_verdicts(ip)
+    campaigns = sorted({j["campaign"] for j in jobs if j["campaign"]}
+                       | {c for v in verdicts for c in _strs(v.get("campaigns"), 64) if c})
+    names = rule_names(console.rules, [rid for v in verdicts for rid in v.get("rules") or []])
     triage = await console.queries.triage("source", ip)
-    return render(request, "source.html", nav="sources", ip=ip, sessions=sessions, classes=classes.most_common(),
-                  ports=sorted(ports.items(), key=lambda kv: -kv[1]), jobs=jobs, campaigns=campaigns,
-                  verdicts=verdicts, triage=triage, first=sessions[-1]["started"], last=sessions[0]["started"])
+    return render(request, "source.html", nav="sources", ip=ip, sessions=sessions, profile=profile, jobs=jobs,
+                  campaigns=campaigns, verdicts=verdicts, rule_names=names, triage=triage)
 
 
 async def rules_page(request: web.Request) -> web.Response:
     console: Console = request.app[K_STATE]
-    _, hits, _ = _tally_verdicts(await console.queries.verdicts_since(None, limit=1_000_000))
-    for v in await console.queries.source_verdicts(limit=100_000):
-        for rid in v.get("new_rules") or v.get("rules") or []:
-            if isinstance(rid, str):
-                hits[rid] += 1
+    q = console.queries
+    hits = {"session": dict(await q.rule_hits(VD)), "source": dict(await q.rule_hits(SRC))}
     rules = [{"id": r.id, "name": r.name, "cls": r.cls, "severity": r.severity, "description": r.description,
-              "references": list(r.references), "hits": hits.get(r.id, 0), "kind": kind}
+              "references": list(r.references), "hits": hits[kind].get(r.id, 0), "kind": kind}
              for kind, group in (("session", console.rules.rules), ("source", console.rules.source_rules)) for r in group]
     rules.sort(key=lambda r: (-r["hits"], r["id"]))
     return render(request, "rules.html", nav="rules", rules=rules)
@@ -714,6 +719,14 @@ async def feed(request: web.Request) -> web.StreamResponse:
 # -- the application --------------------------------------------------------------------
 
 
+def load_rules(settings: Any) -> Any:
+    """The rule set the sensor judges with (built-in rules plus ``[analysis] rules_dir``)."""
+    from honeyjet.analysis.rules import RuleSet
+
+    rules_dir = getattr(getattr(settings, "analysis", None), "rules_dir", "") if settings is not None else ""
+    return RuleSet.load([rules_dir] if rules_dir else [])
+
+
 def build_app(settings: Any, *, database: Any, data_dir: Path | str, secure_cookies: bool = True,
               limiter: LoginLimiter | None = None, sessions: SessionStore | None = None, feed_poll: float = FEED_POLL) -> web.Application:
     """The console over an open :class:`honeyjet.store.database.Database`.
@@ -721,10 +734,7 @@ def build_app(settings: Any, *, database: Any, data_dir: Path | str, secure_cook
     ``secure_cookies=False`` is for a console bound to a loopback address over plain
     HTTP only (the CLI enforces that). The console's own table is created at start-up.
     """
-    from honeyjet.analysis.rules import RuleSet
-
-    rules_dir = getattr(getattr(settings, "analysis", None), "rules_dir", "") if settings is not None else ""
-    rules = RuleSet.load([rules_dir] if rules_dir else [])
+    rules = load_rules(settings)
     data_dir = Path(data_dir)
     app = web.Application(middlewares=[auth_middleware], client_max_size=64 * 1024)
     app[K_STATE] = Console(

@@ -1,4 +1,5 @@
-"""``honeyjet console``: serve the analyst console; ``honeyjet console adduser NAME``.
+"""``honeyjet console``: serve the analyst console; ``honeyjet console adduser NAME``;
+``honeyjet report``: a self-contained HTML or Markdown report of a period.
 
 The console is meant for a loopback address (an SSH tunnel or a TLS reverse proxy in
 front of it) or for TLS of its own (``--tls-cert``/``--tls-key``). Over plain HTTP on
@@ -134,15 +135,56 @@ def cmd_console(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from honeyjet.cli import parse_since
+    from honeyjet.config import ConfigError
+    from honeyjet.console.report import build_report
+    from honeyjet.store.database import SchemaError
+
+    try:
+        since = datetime.fromtimestamp(parse_since(args.since), timezone.utc)
+    except (ConfigError, ValueError, OverflowError, OSError) as exc:
+        print(f"honeyjet: {exc}" if isinstance(exc, ConfigError) else f"honeyjet: --since {args.since!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = _settings(args)
+    try:
+        text = asyncio.run(build_report(settings, since=since, fmt=args.format))
+    except (SQLAlchemyError, SchemaError, OSError) as exc:
+        print(f"honeyjet: report: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 1
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"honeyjet: -o {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _common(q: argparse.ArgumentParser, default: Any = None) -> None:
+    q.add_argument("--config", type=Path, default=default, help="operator TOML file (default: <data-dir>/honeyjet.toml if present)")
+    q.add_argument("--data-dir", type=Path, default=default, help="the sensor's data directory (database, artifacts, users file)")
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``console`` (and ``console adduser``) to a ``honeyjet`` argparse sub-parser set."""
+    """Add ``console`` (and ``console adduser``) and ``report`` to a ``honeyjet`` argparse sub-parser set."""
+    from honeyjet.console.report import FORMATS
+
+    report = subparsers.add_parser("report", help="write an HTML or Markdown report of a period (stdout by default)")
+    _common(report)
+    report.add_argument("--since", default="7d", help="start of the period: 7d, 24h, 30m or an ISO date (default 7d)")
+    report.add_argument("--format", choices=FORMATS, default="html", help="html (self-contained, no scripts) or md")
+    report.add_argument("-o", "--output", type=Path, help="write the report to this file (default: stdout)")
+    report.set_defaults(func=cmd_report)
+
     p = subparsers.add_parser("console", help="serve the analyst console (web UI); `console adduser NAME` adds a user")
-
-    def common(q: argparse.ArgumentParser, default: Any = None) -> None:
-        q.add_argument("--config", type=Path, default=default, help="operator TOML file (default: <data-dir>/honeyjet.toml if present)")
-        q.add_argument("--data-dir", type=Path, default=default, help="the sensor's data directory (database, artifacts, users file)")
-
-    common(p)
+    _common(p)
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"address to listen on (default {DEFAULT_BIND})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve HTTPS (required off loopback)")
@@ -151,7 +193,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="bound to loopback behind an HTTPS reverse proxy: keep the Secure cookie flag")
     sub = p.add_subparsers(dest="console_command")
     add = sub.add_parser("adduser", help="add a console user or change its password (file mode 0600)")
-    common(add, argparse.SUPPRESS)  # given before or after `adduser`
+    _common(add, argparse.SUPPRESS)  # given before or after `adduser`
     add.add_argument("name", help="user name: letters, digits, '.', '_' or '-'")
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     p.set_defaults(func=cmd_console)

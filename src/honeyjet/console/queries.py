@@ -1,10 +1,11 @@
 """What the console reads from the event database, and the one table it owns (``triage``).
 
-Only the sensor's tables and columns are used (``events``, ``sessions``, ``jobs``);
-verdicts are read from the ``events`` table, the newest ``honeyjet.verdict.session``
-event of a session winning (a rerun of ``honeyjet analyze`` replaces the verdict).
-Every query is SQLAlchemy Core and runs on SQLite and PostgreSQL; the one dialect
-difference (bucketing times by hour) is picked by the engine's dialect name.
+Only the sensor's tables and columns are used: ``events``, ``sessions``, ``jobs`` and
+the analysis results of schema version 2, which keep the newest result per key (a rerun
+of ``honeyjet analyze`` replaces it): ``verdicts`` (per session), ``job_analyses`` (per
+job content) and ``sources`` (per sensor and source address). Every query is SQLAlchemy
+Core and runs on SQLite and PostgreSQL; the dialect differences (bucketing times,
+expanding a JSON array of rule ids) are picked by the engine's dialect name.
 """
 
 from __future__ import annotations
@@ -25,23 +26,25 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from honeyjet.store.database import events_table as EV
+from honeyjet.store.database import job_analyses_table as JA
 from honeyjet.store.database import jobs_table as JOBS
 from honeyjet.store.database import sessions_table as SES
+from honeyjet.store.database import sources_table as SRC
+from honeyjet.store.database import verdicts_table as VD
 
 UTC = timezone.utc
-VERDICT = "honeyjet.verdict.session"
-SOURCE_VERDICT = "honeyjet.verdict.source"
-ANALYZED = "honeyjet.job.analyzed"
 STATUSES = ("new", "acknowledged", "closed")
 # allowed changes: forward, plus re-opening
 TRANSITIONS = {"new": {"acknowledged", "closed"}, "acknowledged": {"closed", "new"}, "closed": {"new"}}
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # as ``verdicts.severity_rank``
 PAGE_SIZE = 50
 MAX_EVENTS = 2000  # events shown on one session page
 
@@ -78,18 +81,6 @@ def _rows(result: Any) -> list[dict[str, Any]]:
     return [{k: utc(v) for k, v in r._mapping.items()} for r in result]
 
 
-def newest_verdict_uuid(session_col: Any) -> Any:
-    """Correlated subquery: the event_uuid of the newest session verdict of ``session_col``."""
-    v = EV.alias("v_newest")
-    return (
-        select(v.c.event_uuid)
-        .where(v.c.session == session_col, v.c.eventid == VERDICT)
-        .order_by(v.c.ts.desc(), v.c.event_uuid.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 @dataclass
 class SessionFilter:
     since: datetime | None = None
@@ -100,6 +91,24 @@ class SessionFilter:
     cls: str = ""
     severity: str = ""
     status: str = ""
+
+
+def _steps(start: datetime, step: timedelta, fmt: str) -> list[str]:
+    """Bucket keys from ``start`` up to now (the dialects' bucket texts, in Python)."""
+    now = datetime.now(UTC)
+    out = []
+    while start <= now:
+        out.append(start.strftime(fmt))
+        start += step
+    return out
+
+
+def _grouped(rows: list[dict[str, Any]], value: str = "src_ip") -> dict[str, list[Any]]:
+    """Rows with ``k`` and ``value`` columns -> {k: [value, …]} (in row order)."""
+    out: dict[str, list[Any]] = {}
+    for r in rows:
+        out.setdefault(r["k"], []).append(r[value])
+    return out
 
 
 class Queries:
@@ -128,62 +137,101 @@ class Queries:
             events = await conn.scalar(select(func.count()).select_from(EV).where(EV.c.ts >= since))
         return {"sessions": int(sessions or 0), "sources": int(sources or 0), "jobs": int(jobs or 0), "events": int(events or 0)}
 
-    def _hour(self, col: Any) -> Any:
+    def _bucket(self, col: Any, unit: str = "hour") -> Any:
+        """``col`` (UTC) truncated to the hour (``YYYY-MM-DD HH:00``) or the day (``YYYY-MM-DD``)."""
         if self.dialect == "postgresql":
-            return func.to_char(func.date_trunc("hour", func.timezone("UTC", col)), "YYYY-MM-DD HH24:00")
-        return func.strftime("%Y-%m-%d %H:00", col)
+            fmt = "YYYY-MM-DD HH24:00" if unit == "hour" else "YYYY-MM-DD"
+            return func.to_char(func.date_trunc(unit, func.timezone("UTC", col)), fmt)
+        return func.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d", col)
 
     async def sessions_per_hour(self, since: datetime) -> list[tuple[str, int]]:
-        bucket = self._hour(SES.c.started).label("bucket")
+        bucket = self._bucket(SES.c.started).label("bucket")
         query = select(bucket, func.count().label("n")).where(SES.c.started >= since).group_by(bucket).order_by(bucket)
         got = {r["bucket"]: int(r["n"]) for r in await self._all(query)}
         start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        now = datetime.now(UTC)
-        out = []
-        t = start
-        while t <= now:
-            key = t.strftime("%Y-%m-%d %H:00")
-            out.append((key, got.get(key, 0)))
-            t += timedelta(hours=1)
-        return out
+        return [(key, got.get(key, 0)) for key in _steps(start, timedelta(hours=1), "%Y-%m-%d %H:00")]
+
+    async def per_day(self, since: datetime) -> list[dict[str, Any]]:
+        """Sessions, distinct sources and jobs per UTC day since ``since`` (every day, zeros included)."""
+        day = self._bucket(SES.c.started, "day").label("day")
+        ses = select(day, func.count().label("n"), func.count(func.distinct(SES.c.src_ip)).label("sources")).where(
+            SES.c.started >= since).group_by(day)
+        jday = self._bucket(JOBS.c.ts, "day").label("day")
+        jobs = select(jday, func.count().label("n")).where(JOBS.c.ts >= since).group_by(jday)
+        by_day = {r["day"]: r for r in await self._all(ses)}
+        jobs_by_day = {r["day"]: int(r["n"]) for r in await self._all(jobs)}
+        start = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return [{"day": d, "sessions": int(by_day[d]["n"]) if d in by_day else 0,
+                 "sources": int(by_day[d]["sources"]) if d in by_day else 0, "jobs": jobs_by_day.get(d, 0)}
+                for d in _steps(start, timedelta(days=1), "%Y-%m-%d")]
 
     async def top(self, column: Any, since: datetime, limit: int = 10) -> list[tuple[Any, int]]:
         n = func.count().label("n")
         query = select(column.label("k"), n).where(SES.c.started >= since).group_by(column).order_by(n.desc(), column).limit(limit)
         return [(r["k"], int(r["n"])) for r in await self._all(query)]
 
-    async def verdicts_since(self, since: datetime | None, limit: int = 50_000) -> list[dict[str, Any]]:
-        """The newest verdict (event data) of each session started since ``since``."""
-        ve = EV.alias("ve")
-        query = (
-            select(ve.c.data)
-            .select_from(SES.join(ve, ve.c.event_uuid == newest_verdict_uuid(SES.c.session)))
-            .order_by(SES.c.started.desc())
-            .limit(limit)
-        )
-        if since is not None:
-            query = query.where(SES.c.started >= since)
-        return [r["data"] for r in await self._all(query) if isinstance(r["data"], dict)]
+    def _json_elements(self, column: Any) -> Any:
+        """A table-valued function with one row (column ``value``) per element of the JSON array ``column``."""
+        if self.dialect == "postgresql":
+            return func.jsonb_array_elements_text(column).table_valued("value")
+        return func.json_each(column).table_valued("value")
 
-    async def source_verdicts(self, source: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        query = select(EV.c.data).where(EV.c.eventid == SOURCE_VERDICT).order_by(EV.c.ts.desc()).limit(limit)
+    async def rule_hits(self, table: Any, *, since: datetime | None = None, limit: int = 1000) -> list[tuple[str, int]]:
+        """Rows of ``verdicts`` (sessions) or ``sources`` per rule id in their ``rules`` JSON array, most first.
+
+        ``since`` counts sessions started (``verdicts``) or sources judged (``sources``) since then.
+        """
+        elem = self._json_elements(table.c.rules)
+        n = func.count().label("n")
+        query = select(elem.c.value.label("rule"), n).select_from(table).join(elem, true())
+        if self.dialect == "postgresql":
+            query = query.where(func.jsonb_typeof(table.c.rules) == "array")
+        if since is not None:
+            if table is VD:
+                query = query.join(SES, SES.c.session == VD.c.session).where(SES.c.started >= since)
+            else:
+                query = query.where(table.c.ts >= since)
+        query = query.group_by(elem.c.value).order_by(n.desc(), elem.c.value).limit(limit)
+        return [(r["rule"], int(r["n"])) for r in await self._all(query) if isinstance(r["rule"], str)]
+
+    async def verdict_tallies(self, since: datetime | None) -> dict[str, Any]:
+        """Sessions (started since ``since``) per primary class, per severity and per rule, from ``verdicts``."""
+        n = func.count().label("n")
+        cls = func.coalesce(func.nullif(VD.c.primary_class, ""), "unclassified").label("k")
+        base = select(n).select_from(VD.join(SES, SES.c.session == VD.c.session))
+        if since is not None:
+            base = base.where(SES.c.started >= since)
+        classes = await self._all(base.add_columns(cls).group_by(cls).order_by(n.desc(), cls))
+        severities = await self._all(base.add_columns(VD.c.severity.label("k")).group_by(VD.c.severity))
+        return {"classes": [(r["k"], int(r["n"])) for r in classes],
+                "severities": {s: next((int(r["n"]) for r in severities if r["k"] == s), 0) for s in SEVERITIES},
+                "rules": await self.rule_hits(VD, since=since)}
+
+    async def source_verdicts(self, source: str | None = None, *, since: datetime | None = None,
+                              limit: int = 200) -> list[dict[str, Any]]:
+        """Rows of ``sources`` (the newest correlation verdict per sensor and address), gravest first."""
+        query = select(SRC).order_by(SRC.c.severity_rank.desc(), SRC.c.ts.desc(), SRC.c.src_ip).limit(limit)
         if source is not None:
-            query = query.where(EV.c.src_ip == source)
-        return [r["data"] for r in await self._all(query) if isinstance(r["data"], dict)]
+            query = query.where(SRC.c.src_ip == source)
+        if since is not None:
+            query = query.where(SRC.c.ts >= since)
+        return await self._all(query)
 
     # -- sessions -----------------------------------------------------------------
 
     async def sessions(self, flt: SessionFilter, *, before: tuple[datetime, str] | None = None,
                        limit: int = PAGE_SIZE) -> list[dict[str, Any]]:
-        """Sessions newest first (keyset on ``(started, session)``), each with its verdict and triage."""
-        ve = EV.alias("ve")
-        severity = ve.c.data["severity"].as_string()
-        primary = ve.c.data[("classes", 0)].as_string()
+        """Sessions newest first (keyset on ``(started, session)``), each with its verdict and triage.
+
+        ``verdict`` is None before the session is judged, else a dict with ``classes``,
+        ``severity`` and ``rules`` (the row of ``verdicts``).
+        """
         status = func.coalesce(TR.c.status, "new")
         query = (
-            select(SES, ve.c.data.label("verdict"), status.label("status"), TR.c.note, TR.c.user.label("triage_user"))
+            select(SES, VD.c.session.label("judged"), VD.c.classes.label("v_classes"), VD.c.severity.label("v_severity"),
+                   VD.c.rules.label("v_rules"), status.label("status"), TR.c.note, TR.c.user.label("triage_user"))
             .select_from(
-                SES.outerjoin(ve, ve.c.event_uuid == newest_verdict_uuid(SES.c.session))
+                SES.outerjoin(VD, VD.c.session == SES.c.session)
                 .outerjoin(TR, and_(TR.c.kind == "session", TR.c.key == SES.c.session))
             )
             .order_by(SES.c.started.desc(), SES.c.session.desc())
@@ -201,9 +249,9 @@ class Queries:
         if flt.service:
             conds.append(SES.c.protocol == flt.service)
         if flt.cls:
-            conds.append(primary == flt.cls)
+            conds.append(VD.c.primary_class == flt.cls)
         if flt.severity:
-            conds.append(severity == flt.severity)
+            conds += [VD.c.severity_rank == SEVERITY_RANK.get(flt.severity, -1), VD.c.severity == flt.severity]
         if flt.status:
             conds.append(status == flt.status)
         if before is not None:
@@ -211,11 +259,23 @@ class Queries:
                          else or_(SES.c.started < before[0], and_(SES.c.started == before[0], SES.c.session < before[1])))
         if conds:
             query = query.where(*conds)
-        return await self._all(query)
+        rows = await self._all(query)
+        for r in rows:
+            judged = r.pop("judged") is not None
+            verdict = {"classes": r.pop("v_classes"), "severity": r.pop("v_severity"), "rules": r.pop("v_rules")}
+            r["verdict"] = {k: v if v is not None else ([] if k != "severity" else "") for k, v in verdict.items()} if judged else None
+        return rows
 
     async def session(self, session_id: str) -> dict[str, Any] | None:
         rows = await self._all(select(SES).where(SES.c.session == session_id))
         return rows[0] if rows else None
+
+    async def verdict_event(self, session_id: str) -> dict[str, Any] | None:
+        """The whole ``honeyjet.verdict.session`` event the session's ``verdicts`` row came from."""
+        query = (select(EV.c.data).select_from(VD.join(EV, EV.c.event_uuid == VD.c.event_uuid))
+                 .where(VD.c.session == session_id))
+        data = await self._scalar(query)
+        return data if isinstance(data, dict) else None
 
     async def session_events(self, session_id: str, limit: int = MAX_EVENTS) -> list[dict[str, Any]]:
         query = (select(EV.c.event_uuid, EV.c.eventid, EV.c.ts, EV.c.message, EV.c.data)
@@ -228,20 +288,13 @@ class Queries:
     # -- jobs ---------------------------------------------------------------------
 
     async def jobs(self, *, offset: int = 0, limit: int = 24, source: str | None = None,
-                   session: str | None = None) -> list[dict[str, Any]]:
-        """Captured jobs newest first, each with its session's source and its newest forensics report."""
-        an = EV.alias("an")
-        newest = (
-            select(an.c.event_uuid)
-            .where(an.c.session == JOBS.c.session, an.c.eventid == ANALYZED, an.c.data["shasum"].as_string() == JOBS.c.shasum)
-            .order_by(an.c.ts.desc(), an.c.event_uuid.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        rep = EV.alias("rep")
+                   session: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Captured jobs newest first, each with its session's source and the forensics of its content
+        (``job_analyses``; ``analysed`` is None until the job is analysed)."""
         query = (
-            select(JOBS, SES.c.src_ip, SES.c.dst_port, rep.c.data.label("report"))
-            .select_from(JOBS.outerjoin(SES, SES.c.session == JOBS.c.session).outerjoin(rep, rep.c.event_uuid == newest))
+            select(JOBS, SES.c.src_ip, SES.c.dst_port, JA.c.shasum.label("analysed"), JA.c.language.label("analysed_language"),
+                   JA.c.text_shasum, JA.c.text_chars, JA.c.campaign, JA.c.indicators, JA.c.previews, JA.c.errors)
+            .select_from(JOBS.outerjoin(SES, SES.c.session == JOBS.c.session).outerjoin(JA, JA.c.shasum == JOBS.c.shasum))
             .order_by(JOBS.c.ts.desc(), JOBS.c.id.desc())
             .offset(offset)
             .limit(limit)
@@ -250,33 +303,55 @@ class Queries:
             query = query.where(SES.c.src_ip == source)
         if session is not None:
             query = query.where(JOBS.c.session == session)
+        if since is not None:
+            query = query.where(JOBS.c.ts >= since)
         return await self._all(query)
 
     async def sources_of_shasums(self, shasums: list[str]) -> dict[str, list[str]]:
         if not shasums:
             return {}
-        query = (select(JOBS.c.shasum, SES.c.src_ip).select_from(JOBS.join(SES, SES.c.session == JOBS.c.session))
-                 .where(JOBS.c.shasum.in_(shasums)).distinct())
-        out: dict[str, list[str]] = {}
-        for r in await self._all(query):
-            out.setdefault(r["shasum"], []).append(r["src_ip"])
-        return out
+        query = (select(JOBS.c.shasum.label("k"), SES.c.src_ip).select_from(JOBS.join(SES, SES.c.session == JOBS.c.session))
+                 .where(JOBS.c.shasum.in_(shasums)).distinct().limit(5000))
+        return _grouped(await self._all(query))
 
     async def sources_of_campaigns(self, campaigns: list[str]) -> dict[str, list[str]]:
         if not campaigns:
             return {}
-        campaign = EV.c.data["campaign"].as_string()
-        query = (select(campaign.label("campaign"), EV.c.src_ip).where(EV.c.eventid == ANALYZED, campaign.in_(campaigns))
-                 .distinct().limit(5000))
-        out: dict[str, list[str]] = {}
-        for r in await self._all(query):
-            out.setdefault(r["campaign"], []).append(r["src_ip"])
-        return out
+        query = (select(JA.c.campaign.label("k"), SES.c.src_ip)
+                 .select_from(JA.join(JOBS, JOBS.c.shasum == JA.c.shasum).join(SES, SES.c.session == JOBS.c.session))
+                 .where(JA.c.campaign.in_(campaigns)).distinct().limit(5000))
+        return _grouped(await self._all(query))
 
     # -- sources ------------------------------------------------------------------
 
     async def source_sessions(self, source: str, limit: int = 500) -> list[dict[str, Any]]:
         return await self.sessions(SessionFilter(source=source), limit=limit)
+
+    async def source_profile(self, source: str) -> dict[str, Any]:
+        """All sessions of ``source``: how many, first and last start, per primary class, per service and port."""
+        async with self.engine.connect() as conn:
+            span = (await conn.execute(select(func.count().label("n"), func.min(SES.c.started).label("first"),
+                                              func.max(SES.c.started).label("last")).where(SES.c.src_ip == source))).one()
+            n = func.count().label("n")
+            cls = func.coalesce(func.nullif(VD.c.primary_class, ""), "unclassified").label("k")
+            classes = await conn.execute(select(cls, n).select_from(SES.outerjoin(VD, VD.c.session == SES.c.session))
+                                         .where(SES.c.src_ip == source).group_by(cls).order_by(n.desc(), cls))
+            ports = await conn.execute(select(SES.c.protocol, SES.c.dst_port, n).where(SES.c.src_ip == source)
+                                       .group_by(SES.c.protocol, SES.c.dst_port).order_by(n.desc(), SES.c.dst_port))
+            return {"sessions": int(span.n or 0), "first": utc(span.first), "last": utc(span.last),
+                    "classes": [(r.k, int(r.n)) for r in classes],
+                    "ports": [((r.protocol or "", r.dst_port), int(r.n)) for r in ports]}
+
+    async def classes_of_sources(self, sources: list[str], since: datetime) -> dict[str, list[str]]:
+        """The primary classes of the sessions each of ``sources`` started since ``since``, most frequent first."""
+        if not sources:
+            return {}
+        n = func.count().label("n")
+        query = (select(SES.c.src_ip.label("k"), VD.c.primary_class, n)
+                 .select_from(SES.join(VD, VD.c.session == SES.c.session))
+                 .where(SES.c.src_ip.in_(sources), SES.c.started >= since, VD.c.primary_class != "")
+                 .group_by(SES.c.src_ip, VD.c.primary_class).order_by(SES.c.src_ip, n.desc(), VD.c.primary_class))
+        return _grouped(await self._all(query), "primary_class")
 
     # -- feed ---------------------------------------------------------------------
 
