@@ -194,3 +194,13 @@ def test_pret_pjl_session_gets_answers(sensor, tmp_path):
     assert "No data received" not in out, out
     assert "HP LaserJet 4250" in out, out
     assert "PJL" in out and "webServer" in out, out
+    # and the analysis names the tool and what it did
+    deadline = time.monotonic() + 10
+    while True:
+        verdicts = [e for e in sensor.events() if e["eventid"] == "honeyjet.verdict.session" and e["service"] == "pjl"]
+        if verdicts or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    classes = {c for v in verdicts for c in v["classes"]}
+    assert {"pret_session", "fs_enumeration", "pjl_info_enumeration"} <= classes, verdicts
+    assert any("HJ-PJL-010" in v["rules"] for v in verdicts), verdicts
