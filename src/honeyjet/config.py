@@ -90,6 +90,16 @@ class AnalysisSettings(_Section):
     campaign_distance: int = Field(default=3, ge=0, le=3)
 
 
+class ConsoleSettings(_Section):
+    # the analyst console inside `honeyjet run` (also: `honeyjet console` on its own)
+    enabled: bool = False
+    bind: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=1, le=65535)  # sensor.port_offset is added, like every port
+    tls_cert: str = ""  # PEM chain and key: serve HTTPS (required on a non-loopback bind)
+    tls_key: str = ""
+    behind_tls_proxy: bool = False  # loopback behind an HTTPS reverse proxy: keep the Secure cookie
+
+
 class StoreSettings(_Section):
     json_log: bool = True
     database: bool = True
@@ -107,6 +117,7 @@ class Settings(_Section):
     snmp: SNMPSettings
     browse: BrowseSettings
     analysis: AnalysisSettings
+    console: ConsoleSettings
     store: StoreSettings
 
     @property

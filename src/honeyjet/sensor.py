@@ -67,6 +67,17 @@ def free_port_offset(host: str = "127.0.0.1", low: int = 10000, high: int = 2200
     raise RuntimeError("no free port offset found")
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _port_free(host: str, port: int, transport: str) -> bool:
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
     with socket.socket(socket.AF_INET, kind) as s:
@@ -169,6 +180,8 @@ class Sensor:
         self.database: Any = None
         self.json_sink: Any = None
         self.analyzer: Any = None
+        self._console_sock: socket.socket | None = None
+        self._console_runner: Any = None
         self.started = 0.0
         self._stop = asyncio.Event()
         self._saver: asyncio.Task | None = None
@@ -194,6 +207,11 @@ class Sensor:
         paths = self._prepare_dirs()
         sockets = self._bind()
         try:
+            self._console_sock = self._bind_console()
+        except StartupError:
+            _close_all(sockets)
+            raise
+        try:
             # open files and import code while still privileged (after the switch the
             # interpreter's own files may be out of reach), then drop, then serve
             await self._open(paths)
@@ -203,8 +221,11 @@ class Sensor:
             except PrivilegeError as exc:
                 raise StartupError(str(exc)) from None
             await self._serve(sockets, factories)
+            await self._serve_console()
         except StartupError:
             _close_all(sockets)
+            if self._console_sock is not None:
+                self._console_sock.close()
             await self._close_servers()
             await self.bus.stop()
             raise
@@ -321,6 +342,53 @@ class Sensor:
                 self.servers.append((name, server))
             self.listeners.append(f"{name}:{transport}:{addr[0]}:{addr[1]}")
 
+    def _bind_console(self) -> socket.socket | None:
+        """The console's socket, bound with the others (before privileges are dropped)."""
+        cs = self.settings.console
+        if not cs.enabled:
+            return None
+        if not self.settings.store.database:
+            raise StartupError("error: console.enabled needs store.database = true (the console reads the database)")
+        if bool(cs.tls_cert) != bool(cs.tls_key):
+            raise StartupError("error: console.tls_cert and console.tls_key go together")
+        if not cs.tls_cert and not _is_loopback(cs.bind):
+            raise StartupError(f"error: console.bind = {cs.bind!r}: plain HTTP only on a loopback address; "
+                               "set console.tls_cert and console.tls_key")
+        port = cs.port + self.settings.sensor.port_offset
+        if not 0 < port < 65536:
+            raise StartupError(f"error: console.port {cs.port} + sensor.port_offset = {port} is not a valid port")
+        try:
+            return bind_socket(cs.bind, port, "tcp")
+        except OSError as exc:
+            raise StartupError(f"error: cannot listen on {cs.bind}:{port}/tcp for console.port: "
+                               f"{exc.strerror or exc}") from None
+
+    async def _serve_console(self) -> None:
+        sock = self._console_sock
+        if sock is None:
+            return
+        cs = self.settings.console
+        import ssl
+
+        from aiohttp import web
+
+        from honeyjet.console.app import build_app
+
+        tls = None
+        if cs.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                tls.load_cert_chain(cs.tls_cert, cs.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise StartupError(f"error: console.tls_cert/tls_key: {exc}") from None
+        app = build_app(self.settings, database=self.database, data_dir=self.settings.data_dir,
+                        secure_cookies=tls is not None or cs.behind_tls_proxy)
+        self._console_runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._console_runner.setup()
+        await web.SockSite(self._console_runner, sock, ssl_context=tls).start()
+        addr = sock.getsockname()
+        self.listeners.append(f"console:tcp:{addr[0]}:{addr[1]}")
+
     async def _save_state_loop(self) -> None:
         assert self.device is not None
         while True:
@@ -355,6 +423,9 @@ class Sensor:
                     break
                 await asyncio.sleep(0.01)
         await self._close_servers()
+        if self._console_runner is not None:
+            await self._console_runner.cleanup()
+            self._console_runner = None
         if self._saver is not None:
             self._saver.cancel()
         if self.device is not None:
