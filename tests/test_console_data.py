@@ -123,12 +123,20 @@ async def populate(data_dir: Path, database_url: str = "") -> dict[str, Any]:
     return {"sessions": sessions, "pjl_report": pjl_report}
 
 
+_POPULATED: dict[str, dict[str, Any]] = {}
+
+
 @pytest.fixture(scope="session", params=["sqlite"] + (["postgresql"] if PG_URL else []))
 def console_data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    data_dir = tmp_path_factory.mktemp("console") / "data"
-    url = PG_URL if request.param == "postgresql" else ""
-    info = asyncio.run(populate(data_dir, url))
-    return {"data_dir": data_dir, "url": url, **info}
+    # This module is a plugin of the other console tests and a test file itself, so pytest may
+    # set this fixture up more than once per run: populate once per backend, or a second
+    # population would wipe the one PostgreSQL database under tests still using the first.
+    if request.param not in _POPULATED:
+        data_dir = tmp_path_factory.mktemp("console") / "data"
+        url = PG_URL if request.param == "postgresql" else ""
+        info = asyncio.run(populate(data_dir, url))
+        _POPULATED[request.param] = {"data_dir": data_dir, "url": url, **info}
+    return _POPULATED[request.param]
 
 
 async def _clear_triage(url: str) -> None:
