@@ -35,7 +35,7 @@ from test_console_data import (
 
 pytest_plugins = ["test_console_data"]  # the populated database fixtures
 
-PAGES = ["/", "/sessions", "/jobs", "/rules", f"/sources/{OTHER_SOURCE}", f"/sessions/{OTHER_SESSION}"]
+PAGES = ["/campaigns", "/sources", "/", "/sessions", "/jobs", "/rules", f"/sources/{OTHER_SOURCE}", f"/sessions/{OTHER_SESSION}"]
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
@@ -582,3 +582,17 @@ async def test_serve_runs_the_console_until_stopped(console_dir: Path) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_campaigns_and_sources_lists(client: TestClient, console_data) -> None:
+    report = console_data["pjl_report"]
+    html = await (await client.get("/campaigns")).text()
+    assert f'href="/campaigns?c={report["campaign"]}"' in html
+    one = await (await client.get(f"/campaigns?c={report['campaign']}")).text()
+    assert report["campaign"] in one and f'<a href="/sources/{OTHER_SOURCE}">{OTHER_SOURCE}</a>' in one
+    assert '<article class="job">' in one and ESCAPED in one and XSS not in one
+    assert (await client.get("/campaigns?c=c-nosuchcampaign")).status == 404
+    sources = await (await client.get("/sources")).text()
+    assert '<a href="/sources/127.0.0.1">127.0.0.1</a>' in sources and OTHER_SOURCE in sources
+    jobs = await (await client.get("/jobs")).text()
+    assert f'href="/campaigns?c={report["campaign"]}"' in jobs  # job cards link their campaign

@@ -566,6 +566,32 @@ async def jobs_page(request: web.Request) -> web.Response:
     return render(request, "jobs.html", nav="jobs", jobs=jobs, page=page_no, more=more)
 
 
+SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
+
+
+async def campaigns_page(request: web.Request) -> web.Response:
+    console: Console = request.app[K_STATE]
+    campaign = request.query.get("c", "")
+    if campaign:
+        if len(campaign) > 64:
+            raise web.HTTPNotFound()
+        rows = await console.queries.campaign_jobs(campaign)
+        if not rows:
+            raise web.HTTPNotFound()
+        jobs = await job_views(console.data_dir, rows)
+        for j in jobs:
+            j["others"] = []
+        sources = sorted({j.get("src_ip") for j in jobs if j.get("src_ip")})
+        return render(request, "campaign.html", nav="campaigns", campaign=campaign, jobs=jobs, sources=sources)
+    return render(request, "campaigns.html", nav="campaigns", campaigns=await console.queries.campaigns())
+
+
+async def sources_page(request: web.Request) -> web.Response:
+    console: Console = request.app[K_STATE]
+    return render(request, "sources.html", nav="sources", sources=await console.queries.top_sources(),
+                  severities=SEVERITY_NAMES)
+
+
 def rule_names(rules: Any, rule_ids: list[Any]) -> dict[str, str]:
     """Rule id -> name (the id itself when the rule is not loaded)."""
     return {rid: getattr(rules.by_id.get(rid), "name", rid) for rid in rule_ids if isinstance(rid, str)}
@@ -763,7 +789,9 @@ def build_app(settings: Any, *, database: Any, data_dir: Path | str, secure_cook
     r.add_get("/sessions", sessions_page)
     r.add_get("/sessions/{sid}", session_page)
     r.add_get("/jobs", jobs_page)
+    r.add_get("/sources", sources_page)
     r.add_get("/sources/{ip}", source_page)
+    r.add_get("/campaigns", campaigns_page)
     r.add_get("/rules", rules_page)
     r.add_post("/triage/{kind}/{key}", triage_post)
     r.add_get("/api/feed", feed)

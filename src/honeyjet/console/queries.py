@@ -322,6 +322,54 @@ class Queries:
                  .where(JA.c.campaign.in_(campaigns)).distinct().limit(5000))
         return _grouped(await self._all(query))
 
+    async def campaigns(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Campaigns (near-identical jobs) with their job count, distinct contents and sources, first
+        and last job, largest first."""
+        n_jobs = func.count(JOBS.c.id).label("jobs")
+        query = (
+            select(JA.c.campaign, n_jobs, func.count(func.distinct(JA.c.shasum)).label("contents"),
+                   func.count(func.distinct(SES.c.src_ip)).label("sources"),
+                   func.min(JOBS.c.ts).label("first"), func.max(JOBS.c.ts).label("last"),
+                   func.max(JA.c.shasum).label("example"))
+            .select_from(JA.join(JOBS, JOBS.c.shasum == JA.c.shasum).outerjoin(SES, SES.c.session == JOBS.c.session))
+            .where(JA.c.campaign.is_not(None), JA.c.campaign != "")
+            .group_by(JA.c.campaign)
+            .order_by(func.count(func.distinct(SES.c.src_ip)).desc(), n_jobs.desc(), JA.c.campaign)
+            .limit(limit)
+        )
+        rows = await self._all(query)
+        for r in rows:
+            r["first"], r["last"] = utc(r["first"]), utc(r["last"])
+        return rows
+
+    async def campaign_jobs(self, campaign: str, *, limit: int = 48) -> list[dict[str, Any]]:
+        """The jobs of one campaign, newest first (same shape as :meth:`jobs`)."""
+        query = (
+            select(JOBS, SES.c.src_ip, SES.c.dst_port, JA.c.shasum.label("analysed"), JA.c.language.label("analysed_language"),
+                   JA.c.text_shasum, JA.c.text_chars, JA.c.campaign, JA.c.indicators, JA.c.previews, JA.c.errors)
+            .select_from(JOBS.join(JA, JA.c.shasum == JOBS.c.shasum).outerjoin(SES, SES.c.session == JOBS.c.session))
+            .where(JA.c.campaign == campaign)
+            .order_by(JOBS.c.ts.desc(), JOBS.c.id.desc())
+            .limit(limit)
+        )
+        return await self._all(query)
+
+    async def top_sources(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Sources by their worst session verdict, then by sessions: address, sessions, last seen, worst severity."""
+        n = func.count().label("sessions")
+        worst = func.max(VD.c.severity_rank).label("worst")
+        query = (
+            select(SES.c.src_ip, n, func.max(SES.c.started).label("last"), worst)
+            .select_from(SES.outerjoin(VD, VD.c.session == SES.c.session))
+            .group_by(SES.c.src_ip)
+            .order_by(worst.desc().nullslast(), n.desc(), SES.c.src_ip)
+            .limit(limit)
+        )
+        rows = await self._all(query)
+        for r in rows:
+            r["last"] = utc(r["last"])
+        return rows
+
     # -- sources ------------------------------------------------------------------
 
     async def source_sessions(self, source: str, limit: int = 500) -> list[dict[str, Any]]:
