@@ -67,17 +67,6 @@ def free_port_offset(host: str = "127.0.0.1", low: int = 10000, high: int = 2200
     raise RuntimeError("no free port offset found")
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _port_free(host: str, port: int, transport: str) -> bool:
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
     with socket.socket(socket.AF_INET, kind) as s:
@@ -347,11 +336,12 @@ class Sensor:
         cs = self.settings.console
         if not cs.enabled:
             return None
+        from honeyjet.console.cli import is_loopback
         if not self.settings.store.database:
             raise StartupError("error: console.enabled needs store.database = true (the console reads the database)")
         if bool(cs.tls_cert) != bool(cs.tls_key):
             raise StartupError("error: console.tls_cert and console.tls_key go together")
-        if not cs.tls_cert and not _is_loopback(cs.bind):
+        if not cs.tls_cert and not is_loopback(cs.bind):
             raise StartupError(f"error: console.bind = {cs.bind!r}: plain HTTP only on a loopback address; "
                                "set console.tls_cert and console.tls_key")
         port = cs.port + self.settings.sensor.port_offset

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_OPEN = 65536
 MAX_JOBS_ANALYZED_PER_SESSION = 16
-REPORT_CACHE = 4096
+REPORT_CACHE = 512  # each keeps up to 64 KiB of extracted text: ≤ 32 MiB
 TEXT_EVENT_CHARS = 4096
 
 _IDENTITY = ("session", "protocol", "src_ip", "src_port", "dst_ip", "dst_port")
@@ -367,7 +367,7 @@ class Analyzer:
 MEMO = 4096
 SOURCE_REJUDGE = 1.0  # seconds
 MEMO_EVENTS = 16  # sessions with more events are judged without the memo
-MEMO_BYTES = 8192
+MEMO_BYTES = 4096  # per signature: the memo holds ≤ 16 MiB
 # what a verdict cannot depend on: identity, times, ids, the free-text message, transcript names
 _NOT_SIGNED = frozenset({"event_uuid", "timestamp", "session", "src_ip", "src_port", "dst_ip", "dst_port", "sensor",
                          "message", "duration_ms", "transcript_shasum", "transcript_size", "transcript_truncated", "detail"})

@@ -26,6 +26,7 @@ from honeyjet.text import unescape
 
 MAX_ITEMS = 256
 MAX_TEXT = 65536
+MAX_PASSWORDS = 10000  # distinct JOB PASSWORD values counted (the count saturates there)
 
 # name -> (type, description); types: str, int, float, bool, set (of str), list (of str)
 FEATURES: dict[str, tuple[str, str]] = {
@@ -344,8 +345,8 @@ class SessionFeatures:
         elif verb == "ECHO":
             if _ECHO_DELIM.match(arg):
                 self._inc("pjl_echo_delimiter")
-        if verb == "JOB" and "PASSWORD" in values and len(self.job_passwords) < 100000:
-            self.job_passwords.add(values["PASSWORD"])
+        if verb == "JOB" and "PASSWORD" in values and len(self.job_passwords) < MAX_PASSWORDS:
+            self.job_passwords.add(values["PASSWORD"][:64])
         if verb in ("SERVICEMODE", "DMCMD", "CLEARNVRAM", "RNVRAM", "NVRAMINIT"):
             self._flag("pjl_service_mode")
         if "SERVICEMODE" in values:
