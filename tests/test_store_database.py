@@ -116,7 +116,7 @@ async def test_migrations_create_v1_and_reopen_is_a_no_op(url):
     db = Database(url)
     await db.open()
     assert db.applied == list(range(1, SCHEMA_VERSION + 1))
-    assert await db.schema_version() == SCHEMA_VERSION == 2
+    assert await db.schema_version() == SCHEMA_VERSION == 3
     async with db.engine.connect() as conn:
         names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         event_cols = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("events")})
@@ -135,6 +135,28 @@ async def test_migrations_create_v1_and_reopen_is_a_no_op(url):
         rows = (await conn.execute(text("SELECT count(*) FROM schema_version"))).scalar()
     assert rows == SCHEMA_VERSION
     await again.close()
+
+
+async def test_a_v2_database_upgrades_to_v3_keeping_its_rows(url, monkeypatch):
+    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS[:2])
+    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", 2)
+    old = Database(url)
+    await old.open()
+    await old.write_events([{"eventid": "honeyjet.session.connect", "event_uuid": "f" * 32, "timestamp": "2026-11-27T10:00:00.000000Z",
+                             "sensor": "v2", "session": "s-v2", "protocol": "pjl", "src_ip": "192.0.2.7", "src_port": 4000,
+                             "dst_ip": "192.0.2.1", "dst_port": 9100, "message": "connect"}])
+    await old.close()
+    monkeypatch.undo()
+    db = Database(url)
+    await db.open()
+    assert db.applied == [3]
+    async with db.engine.connect() as conn:
+        names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        session_idx = await conn.run_sync(lambda c: {tuple(i["column_names"]) for i in inspect(c).get_indexes("sessions")})
+    assert {"sensor_tokens", "forward_state"} <= names
+    assert ("sensor",) in session_idx
+    assert (await db.session_row("s-v2"))["src_ip"] == "192.0.2.7"
+    await db.close()
 
 
 async def test_database_from_a_newer_version_is_refused(url):

@@ -220,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_console(sub)
 
+    from honeyjet.outputs.export import register as register_export
+
+    register_export(sub)
+
+    from honeyjet.fleet.cli import register as register_collector
+
+    register_collector(sub)
+
     personas = sub.add_parser("personas", help="list built-in personas")
     personas.set_defaults(func=cmd_personas)
     return parser

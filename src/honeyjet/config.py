@@ -100,6 +100,101 @@ class ConsoleSettings(_Section):
     behind_tls_proxy: bool = False  # loopback behind an HTTPS reverse proxy: keep the Secure cookie
 
 
+class ForwardSettings(_Section):
+    # store-and-forward to a central collector; the local SQLite database is the spool
+    enabled: bool = False
+    url: str = ""  # the collector's base URL, e.g. https://collector.example:8443
+    token: str = ""  # this sensor's token (`honeyjet collector token add NAME`), or:
+    token_file: str = ""
+    ca_file: str = ""  # PEM CA bundle that signs the collector's certificate (else the system's)
+    batch: int = Field(default=500, ge=1, le=10000)
+    interval: float = Field(default=2.0, gt=0)  # seconds between polls when nothing is pending
+    timeout: float = Field(default=30.0, gt=0)
+    retry_max: float = Field(default=300.0, gt=0)  # longest back-off after failures
+    artifact_bytes: int = Field(default=16 * 2**20, ge=0)  # largest job file sent; 0 = metadata only
+    transcripts: bool = False  # also send session transcripts (within artifact_bytes)
+
+
+class CollectorSettings(_Section):
+    # `honeyjet collector`: the authenticated ingest API of a fleet's central store
+    bind: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8443, ge=1, le=65535)
+    tls_cert: str = ""
+    tls_key: str = ""
+    database_url: str = ""  # the central PostgreSQL; empty = store.database_url
+    max_request_bytes: int = Field(default=64 * 2**20, ge=2**16)
+    max_artifact_bytes: int = Field(default=64 * 2**20, ge=0)
+
+
+_SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+class AlertSettings(_Section):
+    # which verdicts become alerts, and how often (syslog/webhook/email deliver them)
+    enabled: bool = False
+    min_severity: str = Field(default="high", pattern="^(info|low|medium|high|critical)$")
+    classes: list[str] = Field(default_factory=list)  # empty = every class
+    source_verdicts: bool = True  # also alert on source-level (correlation) verdicts
+    throttle: float = Field(default=3600.0, ge=0)  # one alert per (source, rule) per window
+    nuisance_networks: list[str] = Field(default_factory=list)  # CIDRs: recorded, never alerted
+    nuisance_user_agents: list[str] = Field(default_factory=list)  # substrings, case-insensitive
+    digest: float = Field(default=0.0, ge=0)  # > 0: one digest per this many seconds
+    max_tracked: int = Field(default=100000, ge=100)  # (source, rule) windows kept in memory
+
+
+class OutputSettings(_Section):
+    enabled: bool = False
+    queue: int = Field(default=1000, ge=1, le=1000000)  # bounded: a full queue drops and counts
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class SyslogSettings(OutputSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=514, ge=1, le=65535)
+    transport: str = Field(default="udp", pattern="^(udp|tcp)$")
+    format: str = Field(default="rfc5424", pattern="^(rfc5424|cef)$")
+    facility: int = Field(default=16, ge=0, le=23)  # local0
+    all_events: bool = False  # every event, not only alerts
+
+
+class WebhookSettings(OutputSettings):
+    url: str = ""
+    format: str = Field(default="json", pattern="^(json|slack|teams)$")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class EmailSettings(OutputSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465)
+    ca_file: str = ""
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+    sender: str = "honeyjet@localhost"
+    recipients: list[str] = Field(default_factory=list)
+
+
+class MetricsSettings(_Section):
+    # Prometheus /metrics on its own port (moves with sensor.port_offset)
+    enabled: bool = False
+    bind: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=9464, ge=1, le=65535)
+
+
+class BlockHookSettings(_Section):
+    # HoneyPoint-style black-holing: per new high-severity source, run a command or call a URL
+    enabled: bool = False
+    min_severity: str = Field(default="high", pattern="^(info|low|medium|high|critical)$")
+    command: list[str] = Field(default_factory=list)  # argv; "{ip}" is replaced (no shell)
+    url: str = ""  # POSTed {"src_ip": …, "severity": …, "classes": […]}
+    timeout: float = Field(default=10.0, gt=0)
+    queue: int = Field(default=1000, ge=1)
+    max_tracked: int = Field(default=100000, ge=100)  # sources remembered as hooked (oldest forgotten)
+    exclude: list[str] = Field(default_factory=list)  # CIDRs never hooked (your own networks)
+
+
 class StoreSettings(_Section):
     json_log: bool = True
     database: bool = True
@@ -119,6 +214,14 @@ class Settings(_Section):
     analysis: AnalysisSettings
     console: ConsoleSettings
     store: StoreSettings
+    forward: ForwardSettings
+    collector: CollectorSettings
+    alerts: AlertSettings
+    syslog: SyslogSettings
+    webhook: WebhookSettings
+    email: EmailSettings
+    metrics: MetricsSettings
+    block_hook: BlockHookSettings
 
     @property
     def sensor_name(self) -> str:

@@ -26,7 +26,7 @@ COMMON_FIELDS: dict[str, str] = {
     "event_uuid": "Random UUID of this event (hex, 32 chars); unique across sensors, used for idempotent inserts.",
     "timestamp": "RFC 3339 UTC time with microseconds and `Z`.",
     "sensor": "Sensor name (config `sensor.name`, default: the host name).",
-    "session": "Session id (12 hex chars), bound when the connection opened; empty for sensor-level events.",
+    "session": "Session id (16 hex chars, random), bound when the connection opened; empty for sensor-level events.",
     "protocol": "Service that produced the event: `pjl`, `sensor`, …",
     "src_ip": "Peer address as seen by the sensor; empty for sensor-level events.",
     "src_port": "Peer port; 0 for sensor-level events.",

@@ -167,6 +167,8 @@ class Sensor:
         self.device: Device | None = None
         self.artifacts: ArtifactStore | None = None
         self.database: Any = None
+        self.db_sink: Any = None  # the DatabaseSink (queue depth, drops)
+        self.forwarder: Any = None  # store-and-forward to a collector ([forward])
         self.json_sink: Any = None
         self.analyzer: Any = None
         self._console_sock: socket.socket | None = None
@@ -269,11 +271,38 @@ class Sensor:
                 await self.database.open()
             except Exception as exc:
                 raise StartupError(f"error: cannot open database {st.database_url}: {exc}") from None
-            self.bus.add_sink(DatabaseSink(self.database))
+            self.db_sink = DatabaseSink(self.database)
+            self.bus.add_sink(self.db_sink)
+        from honeyjet.outputs import build_outputs
+
+        try:
+            for sink in build_outputs(st, self):
+                self.bus.add_sink(sink)
+        except ValueError as exc:  # an output's settings that validation alone cannot check
+            raise StartupError(f"error: {exc}") from None
         if st.analysis.enabled:
             self.analyzer = build_analyzer(st, self.bus, self.artifacts)
             self.bus.add_sink(self.analyzer)  # last: it sees each event after the stores have it
+        if st.forward.enabled:
+            self.forwarder = self._build_forwarder()
         await self.bus.start()
+        if self.forwarder is not None:
+            await self.forwarder.start()
+
+    def _build_forwarder(self) -> Any:
+        from sqlalchemy.engine import make_url
+
+        from honeyjet.store.forwarder import Forwarder, ForwardError
+
+        st = self.settings
+        url = make_url(st.database_url)
+        if not st.store.database or url.get_backend_name() != "sqlite" or not url.database:
+            raise StartupError("error: forward.enabled needs the embedded SQLite database (store.database = true, "
+                               "store.database_url empty or sqlite): it is the spool")
+        try:
+            return Forwarder(st, Path(url.database), self.artifacts)
+        except ForwardError as exc:
+            raise StartupError(f"error: {exc}") from None
 
     def _bind(self) -> list[tuple[str, str, str, socket.socket]]:
         """Bound sockets for every enabled service: (name, transport, module, socket)."""
@@ -430,6 +459,8 @@ class Sensor:
             {"uptime_s": round(time.time() - self.started, 3) if self.started else 0, "counters": dict(self.counters)},
         )
         await self.bus.stop()  # the database sink drains, then closes the database
+        if self.forwarder is not None:
+            await self.forwarder.stop()  # a last bounded push; the cursor keeps the rest for next time
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -18,7 +18,8 @@ from honeyjet.events import EventBus, sensor_identity
 
 
 class _SessionIds:
-    """Random 12-hex-digit session ids, drawn from the OS in blocks.
+    """Random 16-hex-digit session ids (64 bits: unique across a fleet's central store), drawn
+    from the OS in blocks.
 
     ``secrets.token_hex(6)`` costs one ``getrandom`` system call per session (about a
     tenth of a probe connection's CPU); one call per 512 sessions gives the same
@@ -26,8 +27,8 @@ class _SessionIds:
     """
 
     __slots__ = ("block", "pos")
-    SIZE = 6
-    BLOCK = 6 * 512
+    SIZE = 8
+    BLOCK = 8 * 512
 
     def __init__(self) -> None:
         self.block = b""

@@ -253,10 +253,43 @@ def _migrate_v2(conn: Connection) -> None:
         table.create(conn, checkfirst=False)
 
 
+def _define_v3(md: MetaData) -> dict[str, Table]:
+    """Fleets (schema version 3): the collector's sensor tokens, a sensor's forwarding cursor."""
+    sensor_tokens = Table(
+        "sensor_tokens",
+        md,
+        Column("name", Text, primary_key=True),  # the sensor name its events carry
+        Column("token_hash", String(64), nullable=False, unique=True),  # sha256 of the token (never the token)
+        Column("created", DateTime(timezone=True), nullable=False),
+        Column("revoked", DateTime(timezone=True)),
+        Column("last_seen", DateTime(timezone=True)),
+        Column("events", BigInteger, nullable=False, default=0),  # events received (duplicates included)
+    )
+    forward_state = Table(
+        "forward_state",
+        md,
+        Column("target", Text, primary_key=True),  # the collector URL
+        Column("last_rowid", BigInteger, nullable=False),  # events up to this rowid are acknowledged
+        Column("updated", DateTime(timezone=True)),
+    )
+    return {"sensor_tokens": sensor_tokens, "forward_state": forward_state}
+
+
+def _migrate_v3(conn: Connection) -> None:
+    md = MetaData()
+    old = _define_v1(md)
+    old.update(_define_v2(md))
+    Index("ix_sessions_sensor", old["sessions"].c.sensor).create(conn)
+    Index("ix_verdicts_sensor", old["verdicts"].c.sensor).create(conn)
+    for table in _define_v3(md).values():
+        table.create(conn, checkfirst=False)
+
+
 # (version, description, step); ordered, contiguous from 1
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "events, sessions, jobs, artifacts", _migrate_v1),
     (2, "verdicts, job_analyses, sources (analysis results)", _migrate_v2),
+    (3, "sensor_tokens, forward_state (fleets); sessions and verdicts by sensor", _migrate_v3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 assert [m[0] for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
@@ -273,6 +306,9 @@ _tables.update(_define_v2(metadata))
 verdicts_table = _tables["verdicts"]
 job_analyses_table = _tables["job_analyses"]
 sources_table = _tables["sources"]
+_tables.update(_define_v3(metadata))
+sensor_tokens_table = _tables["sensor_tokens"]
+forward_state_table = _tables["forward_state"]
 
 _SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 # analysis event -> (table, primary key columns, columns), in the order the SQLite writer binds them

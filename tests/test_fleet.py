@@ -1,0 +1,317 @@
+"""Fleets: sensors forward to a collector in front of a central database (PostgreSQL in CI).
+
+The acceptance test runs two real sensors and a real collector on loopback: events of
+both arrive centrally; with the collector stopped, traffic goes on and waits in the
+sensors' databases; after the restart every event is stored exactly once (count and
+event_uuid set), also when a sensor re-sends everything after losing its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from conftest import exchange, free_offset, free_port, running, sensor_settings
+from honeyjet.config import load_settings
+from honeyjet.fleet.collector import TokenBook, serve
+from honeyjet.store.database import Database
+
+PG_URL = os.environ.get("HONEYJET_TEST_POSTGRES_URL", "")
+SPAM_TEXT = (
+    "URGENT NOTICE TO THE ACCOUNTS DEPARTMENT. Your printer subscription has expired and your toner warranty is void. "
+    "To restore service call our support line at +1 202 555 0143 today or visit http://spam.example.test/renew to pay "
+    "the renewal fee in bitcoin. Failure to act within 24 hours will disable printing for every office in the building. "
+    "This is an automated message from the printer maintenance centre; reference number {ref}."
+)
+
+
+def spam(ref: str) -> bytes:
+    return (b"\x1b%-12345X@PJL JOB NAME=\"notice\"\r\n@PJL ENTER LANGUAGE=PCL\r\n" + SPAM_TEXT.format(ref=ref).encode()
+            + b"\r\n\x0c\x1b%-12345X")
+
+
+@contextlib.asynccontextmanager
+async def _postgres_database():
+    """A fresh PostgreSQL database of this test's own (dropped after)."""
+    name = f"honeyjet_fleet_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = PG_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))
+async def central_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'central' / 'central.db'}"
+        return
+    async with _postgres_database() as url:
+        yield url
+
+
+class CollectorProcess:
+    """The collector served in this loop, stoppable and restartable on the same port."""
+
+    def __init__(self, url: str, data_dir: Path) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.settings = load_settings(env={}, overrides={"sensor": {"data_dir": str(data_dir)}})
+        self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._stop = asyncio.Event()
+        ready = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(serve(self.settings, database_url=self.url, data_dir=self.data_dir, bind="127.0.0.1",
+                                               port=self.port, tls=None, stop=self._stop, ready=ready.set_result))
+        done, _ = await asyncio.wait([ready, self._task], timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        assert ready in done, self._task.exception() if self._task.done() else "collector did not start"
+
+    async def stop(self) -> None:
+        assert self._stop is not None and self._task is not None
+        self._stop.set()
+        await asyncio.wait_for(self._task, 15)
+
+
+async def _tokens(url: str, *names: str) -> dict[str, str]:
+    db = Database(url)
+    await db.open()
+    try:
+        book = TokenBook(db)
+        return {name: await book.add(name) for name in names}
+    finally:
+        await db.close()
+
+
+async def _central_uuids(url: str) -> dict[str, list[str]]:
+    db = Database(url)
+    await db.open()
+    try:
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT sensor, event_uuid FROM events"))).all()
+    finally:
+        await db.close()
+    out: dict[str, list[str]] = {}
+    for sensor, event_uuid in rows:
+        out.setdefault(sensor, []).append(event_uuid)
+    return out
+
+
+def _local_uuids(data_dir: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(data_dir / "honeyjet.db")) as conn:
+        return [r[0] for r in conn.execute("SELECT event_uuid FROM events")]
+
+
+def _fleet_settings(data_dir: Path, name: str, collector: CollectorProcess, token: str):
+    return sensor_settings(
+        data_dir,
+        sensor={"name": name},
+        forward={"enabled": True, "url": collector.base, "token": token, "interval": 0.1, "retry_max": 0.5, "batch": 50},
+    )
+
+
+async def _until(predicate, timeout: float = 30.0, step: float = 0.1):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(step)
+
+
+async def _traffic(sensor, n: int) -> None:
+    port = sensor.settings.listen_port(sensor.settings.pjl)
+    for _ in range(n):
+        reply = await exchange(port, b"\x1b%-12345X@PJL INFO ID\r\n\x1b%-12345X", until=b"\x0c")
+        assert b"LaserJet" in reply
+
+
+async def test_two_sensors_forward_every_event_exactly_once_across_a_collector_outage(central_url, tmp_path):
+    collector = CollectorProcess(central_url, tmp_path / "central")
+    tokens = await _tokens(central_url, "sensor-a", "sensor-b")
+    await collector.start()
+    dirs = {name: tmp_path / name for name in tokens}
+    async with running(_fleet_settings(dirs["sensor-a"], "sensor-a", collector, tokens["sensor-a"])) as a, \
+            running(_fleet_settings(dirs["sensor-b"], "sensor-b", collector, tokens["sensor-b"])) as b:
+        await _traffic(a, 3)
+        await _traffic(b, 2)
+        # near-identical spam on each sensor: two campaigns locally, one centrally
+        await exchange(a.settings.listen_port(a.settings.pjl), spam("A-1001"))
+        await exchange(b.settings.listen_port(b.settings.pjl), spam("A-1002"))
+
+        async def both_arrived():
+            central = await _central_uuids(central_url)
+            return all(set(_local_uuids(d)) <= set(central.get(name, [])) and _local_uuids(d) for name, d in dirs.items())
+
+        await _until(both_arrived)
+        # the job file came with its event, byte for byte
+        job_sha = [ev for ev in map(orjson.loads, (dirs["sensor-a"] / "log" / "honeyjet.json").read_bytes().splitlines())
+                   if ev["eventid"] == "honeyjet.job.captured"][0]["shasum"]
+
+        async def job_file_arrived():
+            return (tmp_path / "central" / "artifacts" / job_sha).is_file()
+
+        await _until(job_file_arrived)
+        analyses = await _until(lambda: _central_campaigns(central_url, 2))
+        assert len(set(analyses.values())) == 1, analyses
+        local = {}
+        for name, d in dirs.items():
+            for line in (d / "log" / "honeyjet.json").read_bytes().splitlines():
+                ev = orjson.loads(line)
+                if ev["eventid"] == "honeyjet.job.analyzed":
+                    local[name] = ev["campaign"]
+        assert len(set(local.values())) == 2, local
+        assert (tmp_path / "central" / "artifacts" / job_sha).read_bytes() == (dirs["sensor-a"] / "artifacts" / job_sha).read_bytes()
+
+        # the collector goes away; the sensors keep serving and keep everything
+        await collector.stop()
+        await _traffic(a, 4)
+        await _traffic(b, 4)
+
+        async def backlog():
+            await asyncio.sleep(0.3)
+            return a.forwarder.pending > 0 and b.forwarder.pending > 0 and a.forwarder.counters["failures"] > 0
+
+        await _until(backlog)
+        offline = await _central_uuids(central_url)
+        assert not set(_local_uuids(dirs["sensor-a"])) <= set(offline["sensor-a"])
+
+        await collector.start()
+        await _until(both_arrived)
+        # a sensor that lost its cursor (crash between the collector's answer and the cursor write) re-sends all
+        before = await _central_uuids(central_url)
+        a.forwarder.cursor = 0
+        a.forwarder.wake()
+        await _until(lambda: _sent_all_again(a))
+        assert await _central_uuids(central_url) == before
+    # both sensors stopped (their last events were pushed at stop): exactly once, nothing missing
+    central = await _central_uuids(central_url)
+    await collector.stop()
+    for name, d in dirs.items():
+        local = _local_uuids(d)
+        assert sorted(central[name]) == sorted(local), name
+        assert len(central[name]) == len(set(central[name]))
+    assert set(central) == {"sensor-a", "sensor-b"}
+    db = Database(central_url)
+    await db.open()
+    async with db.engine.connect() as conn:
+        judged = {r[0] for r in await conn.execute(text("SELECT DISTINCT sensor FROM verdicts"))}
+        sessions = {r[0] for r in await conn.execute(text("SELECT DISTINCT sensor FROM sessions"))}
+    await db.close()
+    assert judged == sessions == {"sensor-a", "sensor-b"}
+
+
+async def _central_campaigns(url: str, n: int) -> dict[str, str] | None:
+    db = Database(url)
+    await db.open()
+    try:
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT shasum, campaign FROM job_analyses"))).all()
+    finally:
+        await db.close()
+    return {sha: campaign for sha, campaign in rows} if len(rows) >= n else None
+
+
+async def _sent_all_again(sensor) -> bool:
+    await asyncio.sleep(0.1)
+    return sensor.forwarder.cursor > 0 and sensor.forwarder.pending == 0
+
+
+async def test_collector_refuses_bad_tokens_and_makes_the_token_name_authoritative(central_url, tmp_path):
+    collector = CollectorProcess(central_url, tmp_path / "central")
+    tokens = await _tokens(central_url, "sensor-a")
+    await collector.start()
+    try:
+        ev = {"eventid": "honeyjet.session.connect", "event_uuid": "ab" * 16, "timestamp": "2026-11-27T10:00:00.000000Z",
+              "sensor": "someone-else", "session": "00112233aabbccdd", "protocol": "pjl", "src_ip": "192.0.2.9", "src_port": 1234,
+              "dst_ip": "192.0.2.1", "dst_port": 9100, "message": "connect"}
+        body = gzip.compress(orjson.dumps(ev) + b"\nnot json\n" + orjson.dumps({"eventid": "x"}) + b"\n")
+        async with aiohttp.ClientSession() as http:
+            headers = {"Content-Encoding": "gzip"}
+            for auth in ({}, {"Authorization": "Bearer hjt_wrongwrongwrongwrongwrong"}, {"Authorization": f"Basic {tokens['sensor-a']}"}):
+                async with http.post(f"{collector.base}/api/v1/events", data=body, headers={**headers, **auth}) as resp:
+                    assert resp.status == 401
+                    assert "Server" not in resp.headers
+            good = {**headers, "Authorization": f"Bearer {tokens['sensor-a']}"}
+            for _ in range(2):  # twice: stored once
+                async with http.post(f"{collector.base}/api/v1/events", data=body, headers=good) as resp:
+                    assert resp.status == 200
+                    assert await resp.json() == {"received": 1, "stored": 1, "rejected": 2}
+            # a gzip bomb beyond collector.max_request_bytes is refused
+            bomb = gzip.compress(b"\n" * (collector.settings.collector.max_request_bytes + 1))
+            async with http.post(f"{collector.base}/api/v1/events", data=bomb, headers=good) as resp:
+                assert resp.status == 413
+            # an artifact must match its name
+            auth = {"Authorization": good["Authorization"]}
+            async with http.put(f"{collector.base}/api/v1/artifacts/{'0' * 64}", data=b"hello", headers=auth) as resp:
+                assert resp.status == 400
+            async with http.post(f"{collector.base}/api/v1/artifacts/missing", json={"shasums": ["0" * 64, "../x"]}, headers=auth) as resp:
+                assert (await resp.json()) == {"missing": ["0" * 64]}
+        assert await _central_uuids(central_url) == {"sensor-a": ["ab" * 16]}
+
+        # revoked: refused within the token cache's lifetime
+        db = Database(central_url)
+        await db.open()
+        assert await TokenBook(db).revoke("sensor-a")
+        await db.close()
+        await asyncio.sleep(5.5)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{collector.base}/api/v1/events", data=body, headers=good) as resp:
+                assert resp.status == 401
+    finally:
+        await collector.stop()
+
+
+def test_token_commands_and_startup_errors(tmp_path):
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
+    cmd = [sys.executable, "-m", "honeyjet", "collector", "--data-dir", str(tmp_path), "--database-url", db_url]
+    added = subprocess.run(cmd + ["token", "add", "dmz-1"], capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("hjt_") and len(added.stdout.strip()) > 40
+    again = subprocess.run(cmd + ["token", "add", "dmz-1"], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "revoke it first" in again.stderr and "Traceback" not in again.stderr
+    listed = subprocess.run(cmd + ["token", "list"], capture_output=True, text=True, timeout=60)
+    assert "dmz-1" in listed.stdout and "active" in listed.stdout and added.stdout.strip() not in listed.stdout
+    bad = subprocess.run(cmd + ["token", "add", "../evil"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "sensor name" in bad.stderr
+    revoked = subprocess.run(cmd + ["token", "revoke", "dmz-1"], capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout
+    off_loopback = subprocess.run(cmd + ["--bind", "0.0.0.0"], capture_output=True, text=True, timeout=60)
+    assert off_loopback.returncode == 2 and "collector.bind" in off_loopback.stderr
+
+
+def test_forward_settings_errors_name_the_key(tmp_path):
+    env = {**os.environ, "HONEYJET_FORWARD__ENABLED": "true", "HONEYJET_FORWARD__URL": "ftp://x", "HONEYJET_FORWARD__TOKEN": "t" * 20}
+    run = [sys.executable, "-m", "honeyjet", "run", "--data-dir", str(tmp_path), "--bind", "127.0.0.1", "--port-offset", str(free_offset())]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=60, env={**env, "HONEYJET_SENSOR__USER": ""})
+    assert out.returncode == 2 and "forward.url" in out.stderr and "Traceback" not in out.stderr
+    env["HONEYJET_FORWARD__URL"] = "http://127.0.0.1:1"
+    env["HONEYJET_FORWARD__TOKEN"] = ""
+    out = subprocess.run(run, capture_output=True, text=True, timeout=60, env={**env, "HONEYJET_SENSOR__USER": ""})
+    assert out.returncode == 2 and "forward.token" in out.stderr and "Traceback" not in out.stderr
