@@ -315,3 +315,50 @@ def test_forward_settings_errors_name_the_key(tmp_path):
     env["HONEYJET_FORWARD__TOKEN"] = ""
     out = subprocess.run(run, capture_output=True, text=True, timeout=60, env={**env, "HONEYJET_SENSOR__USER": ""})
     assert out.returncode == 2 and "forward.token" in out.stderr and "Traceback" not in out.stderr
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "collector.pem", tmp_path / "collector.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+async def test_forwarding_over_tls_verifies_the_collector(tmp_path):
+    from honeyjet.tlsutil import server_context
+
+    cert, key = _self_signed(tmp_path)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
+    tokens = await _tokens(url, "tls-sensor")
+    collector = CollectorProcess(url, tmp_path / "central")
+    stop = asyncio.Event()
+    ready = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(collector.settings, database_url=url, data_dir=collector.data_dir, bind="127.0.0.1", port=collector.port,
+                                     tls=server_context(cert, key), stop=stop, ready=ready.set_result))
+    await asyncio.wait_for(ready, 15)
+    base = f"https://127.0.0.1:{collector.port}"
+    try:
+        trusting = sensor_settings(tmp_path / "s1", sensor={"name": "tls-sensor"},
+                                   forward={"enabled": True, "url": base, "token": tokens["tls-sensor"], "ca_file": str(cert), "interval": 0.1})
+        async with running(trusting) as s:
+            await _traffic(s, 1)
+
+            async def arrived():
+                return set(_local_uuids(tmp_path / "s1")) <= set((await _central_uuids(url)).get("tls-sensor", []))
+
+            await _until(arrived)
+        # a sensor that does not trust the certificate sends nothing (and keeps everything)
+        doubting = sensor_settings(tmp_path / "s2", sensor={"name": "tls-sensor"},
+                                   forward={"enabled": True, "url": base, "token": tokens["tls-sensor"], "interval": 0.1, "retry_max": 0.2})
+        async with running(doubting) as s:
+            await _traffic(s, 1)
+
+            async def refused():
+                await asyncio.sleep(0.2)
+                return s.forwarder.counters["failures"] > 0 and s.forwarder.pending > 0
+
+            await _until(refused)
+        assert not set(_local_uuids(tmp_path / "s2")) & set((await _central_uuids(url))["tls-sensor"])
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
