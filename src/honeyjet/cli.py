@@ -1,4 +1,4 @@
-"""Command line: ``honeyjet init``, ``run``, ``analyze``, ``evaluate``, ``console``, ``personas``.
+"""Command line: ``honeyjet init``, ``run``, ``analyze``, ``evaluate``, ``console``, ``report``, ``collector``, ``export``, ``personas``.
 
 Every operator mistake (bad config, port in use, unwritable directory) ends with one
 line on stderr naming the key, port or path, and exit status 2; never a traceback.
