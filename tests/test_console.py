@@ -39,9 +39,9 @@ PAGES = ["/campaigns", "/sources", "/", "/sessions", "/jobs", "/rules", f"/sourc
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
-async def _client(data_dir: Path, **kwargs: Any) -> tuple[TestClient, Database]:
+async def _client(data_dir: Path, *, url: str = "", **kwargs: Any) -> tuple[TestClient, Database]:
     settings = console_settings(data_dir)
-    db = Database(settings.database_url)
+    db = Database(url or settings.database_url)
     await db.open()
     app = build_app(settings, database=db, data_dir=data_dir, secure_cookies=kwargs.pop("secure_cookies", False),
                     feed_poll=0.05, **kwargs)

@@ -36,8 +36,10 @@ pytestmark = [
 class ConsoleThread:
     """The console on 127.0.0.1 in its own thread and event loop (Playwright's sync API owns this one)."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, *, url: str = "", central: bool = False):
         self.data_dir = data_dir
+        self.db_url = url
+        self.central = central
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -59,9 +61,9 @@ class ConsoleThread:
         from aiohttp import web
 
         settings = console_settings(self.data_dir)
-        db = Database(settings.database_url)
+        db = Database(self.db_url or settings.database_url)
         await db.open()
-        app = build_app(settings, database=db, data_dir=self.data_dir, secure_cookies=False, feed_poll=0.2)
+        app = build_app(settings, database=db, data_dir=self.data_dir, secure_cookies=False, feed_poll=0.2, central=self.central)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()

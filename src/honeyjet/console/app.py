@@ -19,6 +19,11 @@ Security model (see :mod:`honeyjet.console.auth` for accounts and sessions):
   ``nosniff``, ``no-referrer``, ``X-Frame-Options: DENY`` and no ``Server`` banner;
 * artifacts are only ever downloads (``application/octet-stream``, ``attachment``);
   preview PNGs are served inline only after their magic number is checked.
+
+Central mode (``central=True``, ``honeyjet console --central``) is the console of a
+fleet's central store: every page has a sensor filter (the ``sensor`` query parameter,
+which also works, without the picker, in single-sensor mode), lists show which sensor
+saw what, and ``/sensors`` lists the fleet. Sensor names are escaped like everything else.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -87,6 +93,10 @@ CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 FEED_BACKLOG = 50
 FEED_POLL = 1.0
 FEED_OVERLAP = timedelta(seconds=10)  # re-read this far back: the sensor writes in batches
+SENSOR_MAX = 128  # longest sensor name the filter takes
+SENSOR_WINDOW = timedelta(days=7)  # the picker lists registered sensors and those with sessions this recent
+SENSOR_CACHE = 30.0  # seconds the picker's list is reused
+FILTER_KEYS = ("range", "from", "to", "source", "port", "service", "class", "severity", "status", "multi", "c")
 
 K_STATE = web.AppKey("console", "Console")
 _RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.12; plain strings before
@@ -106,6 +116,15 @@ class Console:
     secure_cookies: bool
     secret: bytes
     feed_poll: float = FEED_POLL
+    central: bool = False
+    _sensors: tuple[float, list[str]] | None = None
+
+    async def known_sensors(self) -> list[str]:
+        """The sensor picker's names, re-read at most every :data:`SENSOR_CACHE` seconds."""
+        now = time.monotonic()
+        if self._sensors is None or now - self._sensors[0] > SENSOR_CACHE:
+            self._sensors = (now, await self.queries.known_sensors(datetime.now(UTC) - SENSOR_WINDOW))
+        return self._sensors[1]
 
     @property
     def cookie(self) -> str:
@@ -151,6 +170,18 @@ def _size(value: Any) -> str:
     return str(value)
 
 
+@jinja2.pass_context
+def _link(ctx: Any, path: str, **params: Any) -> str:
+    """``path`` with ``params`` and the page's sensor filter as its query (empty values left out).
+
+    ``path`` is ours (a route, its variable parts through ``seg``); the result is a plain
+    string, so autoescape still escapes it in the attribute.
+    """
+    query = {"sensor": ctx.get("sensor") or "", **params}
+    query = {k: v for k, v in query.items() if v not in ("", None)}
+    return f"{path}?{urlencode(query)}" if query else path
+
+
 def make_env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
@@ -162,6 +193,7 @@ def make_env() -> jinja2.Environment:
     env.filters["seg"] = _seg
     env.filters["size"] = _size
     env.globals["json_script"] = _json_script
+    env.globals["link"] = _link
     env.globals["SEVERITIES"] = SEVERITIES
     env.globals["STATUSES"] = STATUSES
     env.globals["TRANSITIONS"] = TRANSITIONS
@@ -231,6 +263,15 @@ def _parse_time(text: str) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def sensor_param(query: Any) -> str:
+    """The ``sensor`` filter: a name of at most :data:`SENSOR_MAX` characters without control characters, else ""."""
+    value = query.get("sensor", "")
+    value = value.strip() if isinstance(value, str) else ""
+    if len(value) > SENSOR_MAX or CONTROL_RE.search(value):
+        return ""
+    return value
+
+
 def session_filter(query: Any, rule_classes: set[str]) -> tuple[SessionFilter, dict[str, str]]:
     """Filters from the query string; unknown values are ignored (and not echoed back)."""
     shown: dict[str, str] = {}
@@ -268,6 +309,9 @@ def session_filter(query: Any, rule_classes: set[str]) -> tuple[SessionFilter, d
     status = query.get("status", "")
     if status in STATUSES:
         flt.status = shown["status"] = status
+    sensor = sensor_param(query)
+    if sensor:
+        flt.sensor = shown["sensor"] = sensor
     return flt, shown
 
 
@@ -348,8 +392,23 @@ def render(request: web.Request, template: str, status: int = 200, **ctx: Any) -
     ctx.setdefault("user", sess.user if sess else "")
     ctx.setdefault("csrf", sess.csrf if sess else "")
     ctx.setdefault("nav", "")
+    ctx.setdefault("central", console.central)
+    ctx.setdefault("sensor", sensor_param(request.query))
     html = console.env.get_template(template).render(**ctx)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+async def render_page(request: web.Request, template: str, status: int = 200, *, keep: dict[str, str] | None = None,
+                      **ctx: Any) -> web.Response:
+    """A whole page: in central mode with the sensor picker (names, the page's path and the filters to keep)."""
+    console: Console = request.app[K_STATE]
+    if console.central:
+        sensor = sensor_param(request.query)
+        names = await console.known_sensors()
+        ctx.setdefault("sensors", names if not sensor or sensor in names else sorted([*names, sensor]))
+        ctx.setdefault("page_path", request.rel_url.raw_path)
+        ctx.setdefault("keep", {k: v for k, v in (keep or {}).items() if k in FILTER_KEYS})
+    return render(request, template, status, **ctx)
 
 
 # -- login ----------------------------------------------------------------------------
@@ -430,24 +489,31 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def overview(request: web.Request) -> web.Response:
     console: Console = request.app[K_STATE]
     q = console.queries
+    sensor = sensor_param(request.query)
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     week = now - timedelta(days=7)
-    counts_today = await q.counts(today)
-    counts_week = await q.counts(week)
-    per_hour = await q.sessions_per_hour(week)
-    sources = await q.top(SES.c.src_ip, week)
-    ports = await q.top(SES.c.dst_port, week)
-    tallies = await q.verdict_tallies(week)
+    counts_today = await q.counts(today, sensor=sensor)
+    counts_week = await q.counts(week, sensor=sensor)
+    per_hour = await q.sessions_per_hour(week, sensor=sensor)
+    sources = await q.top(SES.c.src_ip, week, sensor=sensor)
+    ports = await q.top(SES.c.dst_port, week, sensor=sensor)
+    tallies = await q.verdict_tallies(week, sensor=sensor)
     rules = tallies["rules"][:10]
     chart = {
         "labels": [b for b, _ in per_hour],
         "sessions": [n for _, n in per_hour],
         "severities": tallies["severities"],
     }
-    return render(request, "overview.html", nav="overview", today=counts_today, week=counts_week, chart=chart,
-                  sources=sources, ports=ports, classes=tallies["classes"][:10], rules=rules,
-                  rule_names=rule_names(console.rules, [rid for rid, _ in rules]))
+    fleet = await q.fleet(now) if console.central else []
+    return await render_page(request, "overview.html", nav="overview", today=counts_today, week=counts_week, chart=chart,
+                             sources=sources, ports=ports, classes=tallies["classes"][:10], rules=rules,
+                             rule_names=rule_names(console.rules, [rid for rid, _ in rules]), fleet=fleet)
+
+
+async def sensors_page(request: web.Request) -> web.Response:
+    console: Console = request.app[K_STATE]
+    return await render_page(request, "sensors.html", nav="sensors", fleet=await console.queries.fleet())
 
 
 async def sessions_page(request: web.Request) -> web.Response:
@@ -467,7 +533,7 @@ async def sessions_page(request: web.Request) -> web.Response:
                ranges=list(RANGES))
     if _is_htmx(request) and request.headers.get("HX-Target") == "session-rows":
         return render(request, "_session_rows.html", **ctx)
-    return render(request, "sessions.html", **ctx)
+    return await render_page(request, "sessions.html", sensor_in_form=True, **ctx)
 
 
 def _rule_info(console: Console, rule_ids: list[Any]) -> list[dict[str, Any]]:
@@ -505,10 +571,10 @@ async def session_page(request: web.Request) -> web.Response:
             transcript_missing = True
     jobs = await console.queries.jobs(session=sid, limit=100)
     triage = await console.queries.triage("session", sid)
-    return render(request, "session.html", nav="sessions", s=row, events=events, verdict=verdict,
-                  rules=_rule_info(console, (verdict or {}).get("rules") or []), records=records, cut=cut,
-                  transcript_missing=transcript_missing, jobs=await job_views(console.data_dir, jobs), triage=triage,
-                  pretty=lambda d: json.dumps(d, indent=1, ensure_ascii=False, default=str, sort_keys=True))
+    return await render_page(request, "session.html", nav="sessions", s=row, events=events, verdict=verdict,
+                             rules=_rule_info(console, (verdict or {}).get("rules") or []), records=records, cut=cut,
+                             transcript_missing=transcript_missing, jobs=await job_views(console.data_dir, jobs), triage=triage,
+                             pretty=lambda d: json.dumps(d, indent=1, ensure_ascii=False, default=str, sort_keys=True))
 
 
 def _read_head(path: Path, limit: int) -> bytes:
@@ -553,7 +619,7 @@ async def jobs_page(request: web.Request) -> web.Response:
     page = request.query.get("page", "1")
     page_no = int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
     per = 24
-    rows = await console.queries.jobs(offset=(page_no - 1) * per, limit=per + 1)
+    rows = await console.queries.jobs(offset=(page_no - 1) * per, limit=per + 1, sensor=sensor_param(request.query))
     more = len(rows) > per
     jobs = await job_views(console.data_dir, rows[:per])
     by_sha = await console.queries.sources_of_shasums(sorted({j["shasum"] for j in jobs if j.get("shasum")}))
@@ -563,7 +629,7 @@ async def jobs_page(request: web.Request) -> web.Response:
         others.discard(j.get("src_ip"))
         others.discard(None)
         j["others"] = sorted(others)
-    return render(request, "jobs.html", nav="jobs", jobs=jobs, page=page_no, more=more)
+    return await render_page(request, "jobs.html", nav="jobs", jobs=jobs, page=page_no, more=more)
 
 
 SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
@@ -571,25 +637,46 @@ SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
 
 async def campaigns_page(request: web.Request) -> web.Response:
     console: Console = request.app[K_STATE]
+    q = console.queries
+    sensor = sensor_param(request.query)
     campaign = request.query.get("c", "")
     if campaign:
         if len(campaign) > 64:
             raise web.HTTPNotFound()
-        rows = await console.queries.campaign_jobs(campaign)
-        if not rows:
+        sensors = await q.campaign_sensors(campaign)
+        if not sensors:
             raise web.HTTPNotFound()
+        rows = await q.campaign_jobs(campaign, sensor=sensor)
         jobs = await job_views(console.data_dir, rows)
         for j in jobs:
             j["others"] = []
         sources = sorted({j.get("src_ip") for j in jobs if j.get("src_ip")})
-        return render(request, "campaign.html", nav="campaigns", campaign=campaign, jobs=jobs, sources=sources)
-    return render(request, "campaigns.html", nav="campaigns", campaigns=await console.queries.campaigns())
+        return await render_page(request, "campaign.html", nav="campaigns", campaign=campaign, jobs=jobs, sources=sources,
+                                 campaign_sensors=sensors, keep={"c": campaign})
+    campaigns = await q.campaigns(sensor=sensor)
+    seen_on = await q.sensors_of_campaigns([c["campaign"] for c in campaigns]) if console.central else {}
+    for c in campaigns:
+        c["sensor_names"] = seen_on.get(c["campaign"], [])
+    return await render_page(request, "campaigns.html", nav="campaigns", campaigns=campaigns)
 
 
 async def sources_page(request: web.Request) -> web.Response:
     console: Console = request.app[K_STATE]
-    return render(request, "sources.html", nav="sources", sources=await console.queries.top_sources(),
-                  severities=SEVERITY_NAMES)
+    q = console.queries
+    shown: dict[str, str] = {}
+    rng = request.query.get("range", "")
+    shown["range"] = rng if rng in RANGES else ("30d" if console.central else "all")
+    span = RANGES[shown["range"]]
+    since = datetime.now(UTC) - span if span is not None else None
+    multi = request.query.get("multi", "") == "1"
+    if multi:
+        shown["multi"] = "1"
+    rows = await q.top_sources(since=since, sensor=sensor_param(request.query), multi=multi, multi_first=console.central)
+    seen_on = await q.sensors_of_sources([r["src_ip"] for r in rows], since) if console.central else {}
+    for r in rows:
+        r["sensor_names"] = seen_on.get(r["src_ip"], [])
+    return await render_page(request, "sources.html", nav="sources", sources=rows, severities=SEVERITY_NAMES, shown=shown,
+                             ranges=list(RANGES), keep=shown)
 
 
 def rule_names(rules: Any, rule_ids: list[Any]) -> dict[str, str]:
@@ -602,29 +689,34 @@ async def source_page(request: web.Request) -> web.Response:
     ip = request.match_info["ip"]
     if len(ip) > 64:
         raise web.HTTPNotFound()
-    sessions = await console.queries.source_sessions(ip)
-    if not sessions:
+    q = console.queries
+    sensor = sensor_param(request.query)
+    seen_by = await q.source_sensors(ip)
+    if not seen_by:
         raise web.HTTPNotFound()
-    profile = await console.queries.source_profile(ip)
-    jobs = await job_views(console.data_dir, await console.queries.jobs(source=ip, limit=100))
-    verdicts = await console.queries.source_verdicts(ip)
+    sessions = await q.source_sessions(ip, sensor=sensor)
+    profile = await q.source_profile(ip, sensor=sensor)
+    jobs = await job_views(console.data_dir, await q.jobs(source=ip, limit=100, sensor=sensor))
+    verdicts = await q.source_verdicts(ip, sensor=sensor)
     campaigns = sorted({j["campaign"] for j in jobs if j["campaign"]}
                        | {c for v in verdicts for c in _strs(v.get("campaigns"), 64) if c})
     names = rule_names(console.rules, [rid for v in verdicts for rid in v.get("rules") or []])
     triage = await console.queries.triage("source", ip)
-    return render(request, "source.html", nav="sources", ip=ip, sessions=sessions, profile=profile, jobs=jobs,
-                  campaigns=campaigns, verdicts=verdicts, rule_names=names, triage=triage)
+    return await render_page(request, "source.html", nav="sources", ip=ip, sessions=sessions, profile=profile, jobs=jobs,
+                             campaigns=campaigns, verdicts=verdicts, rule_names=names, triage=triage, seen_by=seen_by,
+                             severities=SEVERITY_NAMES)
 
 
 async def rules_page(request: web.Request) -> web.Response:
     console: Console = request.app[K_STATE]
     q = console.queries
-    hits = {"session": dict(await q.rule_hits(VD)), "source": dict(await q.rule_hits(SRC))}
+    sensor = sensor_param(request.query)
+    hits = {"session": dict(await q.rule_hits(VD, sensor=sensor)), "source": dict(await q.rule_hits(SRC, sensor=sensor))}
     rules = [{"id": r.id, "name": r.name, "cls": r.cls, "severity": r.severity, "description": r.description,
               "references": list(r.references), "hits": hits[kind].get(r.id, 0), "kind": kind}
              for kind, group in (("session", console.rules.rules), ("source", console.rules.source_rules)) for r in group]
     rules.sort(key=lambda r: (-r["hits"], r["id"]))
-    return render(request, "rules.html", nav="rules", rules=rules)
+    return await render_page(request, "rules.html", nav="rules", rules=rules)
 
 
 # -- triage ---------------------------------------------------------------------------
@@ -695,7 +787,8 @@ async def preview(request: web.Request) -> web.Response:
 
 
 def _feed_item(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["event_uuid"], "eventid": row["eventid"], "time": _fmt_dt(row["ts"]), "session": row["session"] or "",
+    return {"id": row["event_uuid"], "eventid": row["eventid"], "time": _fmt_dt(row["ts"]), "sensor": row["sensor"] or "",
+            "session": row["session"] or "",
             "protocol": row["protocol"] or "", "src_ip": row["src_ip"] or "", "dst_port": row["dst_port"],
             "message": (row["message"] or "")[:300]}
 
@@ -703,6 +796,7 @@ def _feed_item(row: dict[str, Any]) -> dict[str, Any]:
 async def feed(request: web.Request) -> web.StreamResponse:
     console: Console = request.app[K_STATE]
     token = request[K_TOKEN]
+    sensor = sensor_param(request.query)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "X-Accel-Buffering": "no"})
     await resp.prepare(request)
     seen: deque[str] = deque(maxlen=5000)
@@ -712,7 +806,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     idle = 0.0
     try:
         while console.sessions.peek(token):
-            rows = await console.queries.events_after(None if cursor is None else cursor - FEED_OVERLAP, limit=limit)
+            rows = await console.queries.events_after(None if cursor is None else cursor - FEED_OVERLAP, limit=limit, sensor=sensor)
             limit = 500
             out = []
             for row in rows:
@@ -754,11 +848,14 @@ def load_rules(settings: Any) -> Any:
 
 
 def build_app(settings: Any, *, database: Any, data_dir: Path | str, secure_cookies: bool = True,
-              limiter: LoginLimiter | None = None, sessions: SessionStore | None = None, feed_poll: float = FEED_POLL) -> web.Application:
+              limiter: LoginLimiter | None = None, sessions: SessionStore | None = None, feed_poll: float = FEED_POLL,
+              central: bool = False) -> web.Application:
     """The console over an open :class:`honeyjet.store.database.Database`.
 
     ``secure_cookies=False`` is for a console bound to a loopback address over plain
     HTTP only (the CLI enforces that). The console's own table is created at start-up.
+    ``central=True`` is the fleet console of a central store (sensor picker, sensor columns,
+    the fleet on the overview and ``/sensors``).
     """
     rules = load_rules(settings)
     data_dir = Path(data_dir)
@@ -774,6 +871,7 @@ def build_app(settings: Any, *, database: Any, data_dir: Path | str, secure_cook
         secure_cookies=secure_cookies,
         secret=secrets.token_bytes(32),
         feed_poll=feed_poll,
+        central=central,
     )
 
     async def _tables(app: web.Application) -> None:
@@ -793,6 +891,7 @@ def build_app(settings: Any, *, database: Any, data_dir: Path | str, secure_cook
     r.add_get("/sources/{ip}", source_page)
     r.add_get("/campaigns", campaigns_page)
     r.add_get("/rules", rules_page)
+    r.add_get("/sensors", sensors_page)
     r.add_post("/triage/{kind}/{key}", triage_post)
     r.add_get("/api/feed", feed)
     r.add_get("/artifacts/{sha}", artifact_download)

@@ -8,6 +8,10 @@ it back otherwise) unless ``--behind-tls-proxy`` says the browser talks HTTPS to
 proxy; any other address without TLS is refused. The login rate limit counts the
 address the console sees: behind a proxy that is the proxy's (``X-Forwarded-For`` is
 not trusted), so the per-name limit is what protects an account there.
+
+``--central`` serves the console of a fleet's central store (sensor picker, sensor
+columns, ``/sensors``) over ``collector.database_url``, else ``store.database_url``;
+``--database-url`` names the database in either mode.
 """
 
 from __future__ import annotations
@@ -66,24 +70,49 @@ def cmd_adduser(args: argparse.Namespace) -> int:
     return 0
 
 
+class DatabaseUnavailable(Exception):
+    """The console's database could not be opened (the message is safe to print: no URL, no password)."""
+
+
+def database_url(settings: Any, *, central: bool = False, override: str | None = None) -> str:
+    """The database the console reads: ``override``, else (``central``) ``collector.database_url``,
+    else ``store.database_url`` (the sensor's own SQLite by default)."""
+    if override:
+        return override
+    if central and settings.collector.database_url:
+        return settings.collector.database_url
+    return settings.database_url
+
+
 async def serve(settings: Any, *, bind: str, port: int, tls: ssl.SSLContext | None, secure_cookies: bool,
-                stop: asyncio.Event | None = None) -> None:
+                stop: asyncio.Event | None = None, central: bool = False, url: str | None = None) -> None:
     from aiohttp import web
 
     from honeyjet.console.app import build_app
     from honeyjet.store.database import Database
 
-    database = Database(settings.database_url)
-    await database.open()
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from honeyjet.store.database import SchemaError
+
+    database = Database(database_url(settings, central=central, override=url))
+    try:
+        await database.open()
+    except ArgumentError:
+        raise DatabaseUnavailable("not a database URL (sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB)") from None
+    except (SQLAlchemyError, SchemaError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatabaseUnavailable(first) from None
     runner = None
     try:
-        app = build_app(settings, database=database, data_dir=settings.data_dir, secure_cookies=secure_cookies)
+        app = build_app(settings, database=database, data_dir=settings.data_dir, secure_cookies=secure_cookies, central=central)
         runner = web.AppRunner(app, access_log=log, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, bind, port, ssl_context=tls)
         await site.start()
         scheme = "https" if tls else "http"
-        print(f"honeyjet console on {scheme}://{bind if ':' not in bind else '[' + bind + ']'}:{port}/", flush=True)
+        print(f"honeyjet console{' (central)' if central else ''} on {scheme}://{bind if ':' not in bind else '[' + bind + ']'}:{port}/",
+              flush=True)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,7 +157,11 @@ def cmd_console(args: argparse.Namespace) -> int:
         print(f"honeyjet: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        asyncio.run(serve(settings, bind=args.bind, port=args.port, tls=tls, secure_cookies=tls is not None or args.behind_tls_proxy))
+        asyncio.run(serve(settings, bind=args.bind, port=args.port, tls=tls, secure_cookies=tls is not None or args.behind_tls_proxy,
+                          central=args.central, url=args.database_url))
+    except DatabaseUnavailable as exc:
+        print(f"honeyjet: console database: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"honeyjet: console on {args.bind}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -138,7 +171,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from honeyjet.cli import parse_since
     from honeyjet.config import ConfigError
@@ -152,7 +185,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings = _settings(args)
     try:
-        text = asyncio.run(build_report(settings, since=since, fmt=args.format))
+        text = asyncio.run(build_report(settings, since=since, fmt=args.format, sensor=(args.sensor or "").strip(),
+                                        url=database_url(settings, central=args.central, override=args.database_url)))
+    except ArgumentError:
+        print("honeyjet: report: not a database URL (sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB)", file=sys.stderr)
+        return 1
     except (SQLAlchemyError, SchemaError, OSError) as exc:
         print(f"honeyjet: report: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 1
@@ -172,6 +209,12 @@ def _common(q: argparse.ArgumentParser, default: Any = None) -> None:
     q.add_argument("--data-dir", type=Path, default=default, help="the sensor's data directory (database, artifacts, users file)")
 
 
+def _central(q: argparse.ArgumentParser, what: str = "read a fleet's central store (collector.database_url)") -> None:
+    q.add_argument("--central", action="store_true", help=what)
+    q.add_argument("--database-url", metavar="URL",
+                   help="the database to read (default: collector.database_url with --central, else store.database_url)")
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``console`` (and ``console adduser``) and ``report`` to a ``honeyjet`` argparse sub-parser set."""
     from honeyjet.console.report import FORMATS
@@ -181,6 +224,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     report.add_argument("--since", default="7d", help="start of the period: 7d, 24h, 30m or an ISO date (default 7d)")
     report.add_argument("--format", choices=FORMATS, default="html", help="html (self-contained, no scripts) or md")
     report.add_argument("-o", "--output", type=Path, help="write the report to this file (default: stdout)")
+    _central(report)
+    report.add_argument("--sensor", help="only this sensor's sessions, jobs and verdicts (a fleet's central store)")
     report.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("console", help="serve the analyst console (web UI); `console adduser NAME` adds a user")
@@ -191,6 +236,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     p.add_argument("--behind-tls-proxy", action="store_true",
                    help="bound to loopback behind an HTTPS reverse proxy: keep the Secure cookie flag")
+    _central(p, "a fleet's console over the central store (collector.database_url): sensor filter, sensor columns, /sensors")
     sub = p.add_subparsers(dest="console_command")
     add = sub.add_parser("adduser", help="add a console user or change its password (file mode 0600)")
     _common(add, argparse.SUPPRESS)  # given before or after `adduser`

@@ -6,6 +6,13 @@ of ``honeyjet analyze`` replaces it): ``verdicts`` (per session), ``job_analyses
 job content) and ``sources`` (per sensor and source address). Every query is SQLAlchemy
 Core and runs on SQLite and PostgreSQL; the dialect differences (bucketing times,
 expanding a JSON array of rule ids) are picked by the engine's dialect name.
+
+A fleet's central store holds many sensors' rows (each row's ``sensor`` column names
+its sensor; ``sensor_tokens`` of schema version 3 lists the registered ones): most
+queries take ``sensor`` ("" = every sensor) and a few correlate across sensors (which
+sensors saw a source or a campaign, per-sensor activity). Those stay bounded: a time
+window on an indexed column (``sessions.started``, ``jobs.ts``), a key lookup
+(``src_ip``, ``campaign``) or a LIMIT.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    case,
     DateTime,
     Index,
     MetaData,
@@ -35,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from honeyjet.store.database import events_table as EV
 from honeyjet.store.database import job_analyses_table as JA
 from honeyjet.store.database import jobs_table as JOBS
+from honeyjet.store.database import sensor_tokens_table as TOK
 from honeyjet.store.database import sessions_table as SES
 from honeyjet.store.database import sources_table as SRC
 from honeyjet.store.database import verdicts_table as VD
@@ -47,6 +56,8 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}  # as ``verdicts.severity_rank``
 PAGE_SIZE = 50
 MAX_EVENTS = 2000  # events shown on one session page
+MAX_SENSORS = 1000  # sensors listed (the fleet page, the sensor filter)
+BACKLOG_WINDOW = timedelta(days=1)  # the live feed's first read of one sensor looks this far back, no further
 
 # -- the console's own table ----------------------------------------------------------
 
@@ -91,6 +102,7 @@ class SessionFilter:
     cls: str = ""
     severity: str = ""
     status: str = ""
+    sensor: str = ""
 
 
 def _steps(start: datetime, step: timedelta, fmt: str) -> list[str]:
@@ -101,6 +113,11 @@ def _steps(start: datetime, step: timedelta, fmt: str) -> list[str]:
         out.append(start.strftime(fmt))
         start += step
     return out
+
+
+def _on(column: Any, sensor: str) -> list[Any]:
+    """The condition ``column = sensor``, or none for every sensor (``sensor`` "")."""
+    return [column == sensor] if sensor else []
 
 
 def _grouped(rows: list[dict[str, Any]], value: str = "src_ip") -> dict[str, list[Any]]:
@@ -129,12 +146,13 @@ class Queries:
 
     # -- overview -----------------------------------------------------------------
 
-    async def counts(self, since: datetime) -> dict[str, int]:
+    async def counts(self, since: datetime, *, sensor: str = "") -> dict[str, int]:
+        ses = [SES.c.started >= since, *_on(SES.c.sensor, sensor)]
         async with self.engine.connect() as conn:
-            sessions = await conn.scalar(select(func.count()).select_from(SES).where(SES.c.started >= since))
-            sources = await conn.scalar(select(func.count(func.distinct(SES.c.src_ip))).where(SES.c.started >= since))
-            jobs = await conn.scalar(select(func.count()).select_from(JOBS).where(JOBS.c.ts >= since))
-            events = await conn.scalar(select(func.count()).select_from(EV).where(EV.c.ts >= since))
+            sessions = await conn.scalar(select(func.count()).select_from(SES).where(*ses))
+            sources = await conn.scalar(select(func.count(func.distinct(SES.c.src_ip))).where(*ses))
+            jobs = await conn.scalar(select(func.count()).select_from(JOBS).where(JOBS.c.ts >= since, *_on(JOBS.c.sensor, sensor)))
+            events = await conn.scalar(select(func.count()).select_from(EV).where(EV.c.ts >= since, *_on(EV.c.sensor, sensor)))
         return {"sessions": int(sessions or 0), "sources": int(sources or 0), "jobs": int(jobs or 0), "events": int(events or 0)}
 
     def _bucket(self, col: Any, unit: str = "hour") -> Any:
@@ -144,20 +162,21 @@ class Queries:
             return func.to_char(func.date_trunc(unit, func.timezone("UTC", col)), fmt)
         return func.strftime("%Y-%m-%d %H:00" if unit == "hour" else "%Y-%m-%d", col)
 
-    async def sessions_per_hour(self, since: datetime) -> list[tuple[str, int]]:
+    async def sessions_per_hour(self, since: datetime, *, sensor: str = "") -> list[tuple[str, int]]:
         bucket = self._bucket(SES.c.started).label("bucket")
-        query = select(bucket, func.count().label("n")).where(SES.c.started >= since).group_by(bucket).order_by(bucket)
+        query = (select(bucket, func.count().label("n")).where(SES.c.started >= since, *_on(SES.c.sensor, sensor))
+                 .group_by(bucket).order_by(bucket))
         got = {r["bucket"]: int(r["n"]) for r in await self._all(query)}
         start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         return [(key, got.get(key, 0)) for key in _steps(start, timedelta(hours=1), "%Y-%m-%d %H:00")]
 
-    async def per_day(self, since: datetime) -> list[dict[str, Any]]:
+    async def per_day(self, since: datetime, *, sensor: str = "") -> list[dict[str, Any]]:
         """Sessions, distinct sources and jobs per UTC day since ``since`` (every day, zeros included)."""
         day = self._bucket(SES.c.started, "day").label("day")
         ses = select(day, func.count().label("n"), func.count(func.distinct(SES.c.src_ip)).label("sources")).where(
-            SES.c.started >= since).group_by(day)
+            SES.c.started >= since, *_on(SES.c.sensor, sensor)).group_by(day)
         jday = self._bucket(JOBS.c.ts, "day").label("day")
-        jobs = select(jday, func.count().label("n")).where(JOBS.c.ts >= since).group_by(jday)
+        jobs = select(jday, func.count().label("n")).where(JOBS.c.ts >= since, *_on(JOBS.c.sensor, sensor)).group_by(jday)
         by_day = {r["day"]: r for r in await self._all(ses)}
         jobs_by_day = {r["day"]: int(r["n"]) for r in await self._all(jobs)}
         start = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -165,9 +184,10 @@ class Queries:
                  "sources": int(by_day[d]["sources"]) if d in by_day else 0, "jobs": jobs_by_day.get(d, 0)}
                 for d in _steps(start, timedelta(days=1), "%Y-%m-%d")]
 
-    async def top(self, column: Any, since: datetime, limit: int = 10) -> list[tuple[Any, int]]:
+    async def top(self, column: Any, since: datetime, limit: int = 10, *, sensor: str = "") -> list[tuple[Any, int]]:
         n = func.count().label("n")
-        query = select(column.label("k"), n).where(SES.c.started >= since).group_by(column).order_by(n.desc(), column).limit(limit)
+        query = (select(column.label("k"), n).where(SES.c.started >= since, *_on(SES.c.sensor, sensor))
+                 .group_by(column).order_by(n.desc(), column).limit(limit))
         return [(r["k"], int(r["n"])) for r in await self._all(query)]
 
     def _json_elements(self, column: Any) -> Any:
@@ -176,16 +196,20 @@ class Queries:
             return func.jsonb_array_elements_text(column).table_valued("value")
         return func.json_each(column).table_valued("value")
 
-    async def rule_hits(self, table: Any, *, since: datetime | None = None, limit: int = 1000) -> list[tuple[str, int]]:
+    async def rule_hits(self, table: Any, *, since: datetime | None = None, limit: int = 1000,
+                        sensor: str = "") -> list[tuple[str, int]]:
         """Rows of ``verdicts`` (sessions) or ``sources`` per rule id in their ``rules`` JSON array, most first.
 
-        ``since`` counts sessions started (``verdicts``) or sources judged (``sources``) since then.
+        ``since`` counts sessions started (``verdicts``) or sources judged (``sources``) since then;
+        ``sensor`` counts only that sensor's rows.
         """
         elem = self._json_elements(table.c.rules)
         n = func.count().label("n")
         query = select(elem.c.value.label("rule"), n).select_from(table).join(elem, true())
         if self.dialect == "postgresql":
             query = query.where(func.jsonb_typeof(table.c.rules) == "array")
+        if sensor:
+            query = query.where(table.c.sensor == sensor)
         if since is not None:
             if table is VD:
                 query = query.join(SES, SES.c.session == VD.c.session).where(SES.c.started >= since)
@@ -194,25 +218,29 @@ class Queries:
         query = query.group_by(elem.c.value).order_by(n.desc(), elem.c.value).limit(limit)
         return [(r["rule"], int(r["n"])) for r in await self._all(query) if isinstance(r["rule"], str)]
 
-    async def verdict_tallies(self, since: datetime | None) -> dict[str, Any]:
+    async def verdict_tallies(self, since: datetime | None, *, sensor: str = "") -> dict[str, Any]:
         """Sessions (started since ``since``) per primary class, per severity and per rule, from ``verdicts``."""
         n = func.count().label("n")
         cls = func.coalesce(func.nullif(VD.c.primary_class, ""), "unclassified").label("k")
         base = select(n).select_from(VD.join(SES, SES.c.session == VD.c.session))
         if since is not None:
             base = base.where(SES.c.started >= since)
+        if sensor:
+            base = base.where(SES.c.sensor == sensor)
         classes = await self._all(base.add_columns(cls).group_by(cls).order_by(n.desc(), cls))
         severities = await self._all(base.add_columns(VD.c.severity.label("k")).group_by(VD.c.severity))
         return {"classes": [(r["k"], int(r["n"])) for r in classes],
                 "severities": {s: next((int(r["n"]) for r in severities if r["k"] == s), 0) for s in SEVERITIES},
-                "rules": await self.rule_hits(VD, since=since)}
+                "rules": await self.rule_hits(VD, since=since, sensor=sensor)}
 
     async def source_verdicts(self, source: str | None = None, *, since: datetime | None = None,
-                              limit: int = 200) -> list[dict[str, Any]]:
+                              limit: int = 200, sensor: str = "") -> list[dict[str, Any]]:
         """Rows of ``sources`` (the newest correlation verdict per sensor and address), gravest first."""
-        query = select(SRC).order_by(SRC.c.severity_rank.desc(), SRC.c.ts.desc(), SRC.c.src_ip).limit(limit)
+        query = select(SRC).order_by(SRC.c.severity_rank.desc(), SRC.c.ts.desc(), SRC.c.src_ip, SRC.c.sensor).limit(limit)
         if source is not None:
             query = query.where(SRC.c.src_ip == source)
+        if sensor:
+            query = query.where(SRC.c.sensor == sensor)
         if since is not None:
             query = query.where(SRC.c.ts >= since)
         return await self._all(query)
@@ -254,6 +282,8 @@ class Queries:
             conds += [VD.c.severity_rank == SEVERITY_RANK.get(flt.severity, -1), VD.c.severity == flt.severity]
         if flt.status:
             conds.append(status == flt.status)
+        if flt.sensor:
+            conds.append(SES.c.sensor == flt.sensor)
         if before is not None:
             conds.append(tuple_(SES.c.started, SES.c.session) < tuple_(before[0], before[1]) if self.dialect == "postgresql"
                          else or_(SES.c.started < before[0], and_(SES.c.started == before[0], SES.c.session < before[1])))
@@ -288,7 +318,7 @@ class Queries:
     # -- jobs ---------------------------------------------------------------------
 
     async def jobs(self, *, offset: int = 0, limit: int = 24, source: str | None = None,
-                   session: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+                   session: str | None = None, since: datetime | None = None, sensor: str = "") -> list[dict[str, Any]]:
         """Captured jobs newest first, each with its session's source and the forensics of its content
         (``job_analyses``; ``analysed`` is None until the job is analysed)."""
         query = (
@@ -305,6 +335,8 @@ class Queries:
             query = query.where(JOBS.c.session == session)
         if since is not None:
             query = query.where(JOBS.c.ts >= since)
+        if sensor:
+            query = query.where(JOBS.c.sensor == sensor)
         return await self._all(query)
 
     async def sources_of_shasums(self, shasums: list[str]) -> dict[str, list[str]]:
@@ -322,13 +354,15 @@ class Queries:
                  .where(JA.c.campaign.in_(campaigns)).distinct().limit(5000))
         return _grouped(await self._all(query))
 
-    async def campaigns(self, *, limit: int = 200) -> list[dict[str, Any]]:
-        """Campaigns (near-identical jobs) with their job count, distinct contents and sources, first
-        and last job, largest first."""
+    async def campaigns(self, *, limit: int = 200, sensor: str = "") -> list[dict[str, Any]]:
+        """Campaigns (near-identical jobs) with their job count, distinct contents, sources and sensors,
+        first and last job, largest first. ``sensor`` keeps the campaigns with a job on that sensor
+        (their numbers stay fleet-wide)."""
         n_jobs = func.count(JOBS.c.id).label("jobs")
         query = (
             select(JA.c.campaign, n_jobs, func.count(func.distinct(JA.c.shasum)).label("contents"),
                    func.count(func.distinct(SES.c.src_ip)).label("sources"),
+                   func.count(func.distinct(JOBS.c.sensor)).label("sensors"),
                    func.min(JOBS.c.ts).label("first"), func.max(JOBS.c.ts).label("last"),
                    func.max(JA.c.shasum).label("example"))
             .select_from(JA.join(JOBS, JOBS.c.shasum == JA.c.shasum).outerjoin(SES, SES.c.session == JOBS.c.session))
@@ -337,79 +371,210 @@ class Queries:
             .order_by(func.count(func.distinct(SES.c.src_ip)).desc(), n_jobs.desc(), JA.c.campaign)
             .limit(limit)
         )
+        if sensor:
+            query = query.having(func.sum(case((JOBS.c.sensor == sensor, 1), else_=0)) > 0)
         rows = await self._all(query)
         for r in rows:
             r["first"], r["last"] = utc(r["first"]), utc(r["last"])
         return rows
 
-    async def campaign_jobs(self, campaign: str, *, limit: int = 48) -> list[dict[str, Any]]:
-        """The jobs of one campaign, newest first (same shape as :meth:`jobs`)."""
+    async def campaign_jobs(self, campaign: str, *, limit: int = 48, sensor: str = "") -> list[dict[str, Any]]:
+        """The jobs of one campaign (on one sensor), newest first (same shape as :meth:`jobs`)."""
         query = (
             select(JOBS, SES.c.src_ip, SES.c.dst_port, JA.c.shasum.label("analysed"), JA.c.language.label("analysed_language"),
                    JA.c.text_shasum, JA.c.text_chars, JA.c.campaign, JA.c.indicators, JA.c.previews, JA.c.errors)
             .select_from(JOBS.join(JA, JA.c.shasum == JOBS.c.shasum).outerjoin(SES, SES.c.session == JOBS.c.session))
-            .where(JA.c.campaign == campaign)
+            .where(JA.c.campaign == campaign, *_on(JOBS.c.sensor, sensor))
             .order_by(JOBS.c.ts.desc(), JOBS.c.id.desc())
             .limit(limit)
         )
         return await self._all(query)
 
-    async def top_sources(self, *, limit: int = 200) -> list[dict[str, Any]]:
-        """Sources by their worst session verdict, then by sessions: address, sessions, last seen, worst severity."""
-        n = func.count().label("sessions")
-        worst = func.max(VD.c.severity_rank).label("worst")
+    async def campaign_sensors(self, campaign: str, *, limit: int = MAX_SENSORS) -> list[dict[str, Any]]:
+        """Per sensor that captured a job of ``campaign``: jobs, distinct sources, first and last job, most jobs first."""
+        n_jobs = func.count(JOBS.c.id).label("jobs")
         query = (
-            select(SES.c.src_ip, n, func.max(SES.c.started).label("last"), worst)
-            .select_from(SES.outerjoin(VD, VD.c.session == SES.c.session))
-            .group_by(SES.c.src_ip)
-            .order_by(worst.desc().nullslast(), n.desc(), SES.c.src_ip)
+            select(JOBS.c.sensor, n_jobs, func.count(func.distinct(SES.c.src_ip)).label("sources"),
+                   func.min(JOBS.c.ts).label("first"), func.max(JOBS.c.ts).label("last"))
+            .select_from(JA.join(JOBS, JOBS.c.shasum == JA.c.shasum).outerjoin(SES, SES.c.session == JOBS.c.session))
+            .where(JA.c.campaign == campaign)
+            .group_by(JOBS.c.sensor)
+            .order_by(n_jobs.desc(), JOBS.c.sensor)
             .limit(limit)
         )
+        return await self._all(query)
+
+    async def sensors_of_campaigns(self, campaigns: list[str]) -> dict[str, list[str]]:
+        """The sensors that captured a job of each of ``campaigns`` (by name)."""
+        if not campaigns:
+            return {}
+        query = (select(JA.c.campaign.label("k"), JOBS.c.sensor).select_from(JA.join(JOBS, JOBS.c.shasum == JA.c.shasum))
+                 .where(JA.c.campaign.in_(campaigns), JOBS.c.sensor.is_not(None)).distinct()
+                 .order_by(JA.c.campaign, JOBS.c.sensor).limit(5000))
+        return _grouped(await self._all(query), "sensor")
+
+    async def top_sources(self, *, limit: int = 200, since: datetime | None = None, sensor: str = "",
+                          multi: bool = False, multi_first: bool = False) -> list[dict[str, Any]]:
+        """Sources by their worst session verdict, then by sessions: address, sessions, distinct sensors,
+        last seen, worst severity (sessions started since ``since``).
+
+        ``sensor`` keeps the sources that sensor saw (their numbers stay fleet-wide); ``multi``
+        keeps the sources seen by two sensors or more, ``multi_first`` lists those first.
+        """
+        n = func.count().label("sessions")
+        worst = func.max(VD.c.severity_rank).label("worst")
+        sensors = func.count(func.distinct(SES.c.sensor))
+        order = [worst.desc().nullslast(), n.desc(), SES.c.src_ip]
+        if multi_first:
+            order.insert(0, case((sensors >= 2, 1), else_=0).desc())
+        query = (
+            select(SES.c.src_ip, n, sensors.label("sensors"), func.max(SES.c.started).label("last"), worst)
+            .select_from(SES.outerjoin(VD, VD.c.session == SES.c.session))
+            .group_by(SES.c.src_ip)
+            .order_by(*order)
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(SES.c.started >= since)
+        if sensor:
+            query = query.having(func.sum(case((SES.c.sensor == sensor, 1), else_=0)) > 0)
+        if multi:
+            query = query.having(sensors >= 2)
         rows = await self._all(query)
         for r in rows:
             r["last"] = utc(r["last"])
         return rows
 
+    async def sensors_of_sources(self, sources: list[str], since: datetime | None = None) -> dict[str, list[str]]:
+        """The sensors each of ``sources`` had sessions with (since ``since``), by name."""
+        if not sources:
+            return {}
+        query = (select(SES.c.src_ip.label("k"), SES.c.sensor).where(SES.c.src_ip.in_(sources), SES.c.sensor.is_not(None))
+                 .distinct().order_by(SES.c.src_ip, SES.c.sensor).limit(5000))
+        if since is not None:
+            query = query.where(SES.c.started >= since)
+        return _grouped(await self._all(query), "sensor")
+
     # -- sources ------------------------------------------------------------------
 
-    async def source_sessions(self, source: str, limit: int = 500) -> list[dict[str, Any]]:
-        return await self.sessions(SessionFilter(source=source), limit=limit)
+    async def source_sessions(self, source: str, limit: int = 500, *, sensor: str = "") -> list[dict[str, Any]]:
+        return await self.sessions(SessionFilter(source=source, sensor=sensor), limit=limit)
 
-    async def source_profile(self, source: str) -> dict[str, Any]:
-        """All sessions of ``source``: how many, first and last start, per primary class, per service and port."""
+    async def source_profile(self, source: str, *, sensor: str = "") -> dict[str, Any]:
+        """All sessions of ``source`` (with ``sensor``): how many, first and last start, per primary class,
+        per service and port."""
+        where = [SES.c.src_ip == source, *_on(SES.c.sensor, sensor)]
         async with self.engine.connect() as conn:
             span = (await conn.execute(select(func.count().label("n"), func.min(SES.c.started).label("first"),
-                                              func.max(SES.c.started).label("last")).where(SES.c.src_ip == source))).one()
+                                              func.max(SES.c.started).label("last")).where(*where))).one()
             n = func.count().label("n")
             cls = func.coalesce(func.nullif(VD.c.primary_class, ""), "unclassified").label("k")
             classes = await conn.execute(select(cls, n).select_from(SES.outerjoin(VD, VD.c.session == SES.c.session))
-                                         .where(SES.c.src_ip == source).group_by(cls).order_by(n.desc(), cls))
-            ports = await conn.execute(select(SES.c.protocol, SES.c.dst_port, n).where(SES.c.src_ip == source)
+                                         .where(*where).group_by(cls).order_by(n.desc(), cls))
+            ports = await conn.execute(select(SES.c.protocol, SES.c.dst_port, n).where(*where)
                                        .group_by(SES.c.protocol, SES.c.dst_port).order_by(n.desc(), SES.c.dst_port))
             return {"sessions": int(span.n or 0), "first": utc(span.first), "last": utc(span.last),
                     "classes": [(r.k, int(r.n)) for r in classes],
                     "ports": [((r.protocol or "", r.dst_port), int(r.n)) for r in ports]}
 
-    async def classes_of_sources(self, sources: list[str], since: datetime) -> dict[str, list[str]]:
-        """The primary classes of the sessions each of ``sources`` started since ``since``, most frequent first."""
+    async def source_sensors(self, source: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Per sensor that saw ``source``: sessions, first and last start, worst verdict (rank), most sessions first."""
+        n = func.count().label("sessions")
+        query = (
+            select(SES.c.sensor, n, func.min(SES.c.started).label("first"), func.max(SES.c.started).label("last"),
+                   func.max(VD.c.severity_rank).label("worst"))
+            .select_from(SES.outerjoin(VD, VD.c.session == SES.c.session))
+            .where(SES.c.src_ip == source)
+            .group_by(SES.c.sensor)
+            .order_by(n.desc(), SES.c.sensor)
+            .limit(limit)
+        )
+        return await self._all(query)
+
+    async def classes_of_sources(self, sources: list[str], since: datetime, *, sensor: str = "") -> dict[str, list[str]]:
+        """The primary classes of the sessions each of ``sources`` started since ``since`` (with ``sensor``),
+        most frequent first."""
         if not sources:
             return {}
         n = func.count().label("n")
         query = (select(SES.c.src_ip.label("k"), VD.c.primary_class, n)
                  .select_from(SES.join(VD, VD.c.session == SES.c.session))
-                 .where(SES.c.src_ip.in_(sources), SES.c.started >= since, VD.c.primary_class != "")
+                 .where(SES.c.src_ip.in_(sources), SES.c.started >= since, VD.c.primary_class != "", *_on(SES.c.sensor, sensor))
                  .group_by(SES.c.src_ip, VD.c.primary_class).order_by(SES.c.src_ip, n.desc(), VD.c.primary_class))
         return _grouped(await self._all(query), "primary_class")
 
     # -- feed ---------------------------------------------------------------------
 
-    async def events_after(self, ts: datetime | None, limit: int = 200) -> list[dict[str, Any]]:
-        query = select(EV.c.event_uuid, EV.c.eventid, EV.c.ts, EV.c.session, EV.c.protocol, EV.c.src_ip, EV.c.dst_port, EV.c.message)
+    async def events_after(self, ts: datetime | None, limit: int = 200, *, sensor: str = "") -> list[dict[str, Any]]:
+        """Events from ``ts`` on, oldest first; with ``ts`` None the newest ``limit`` (of ``sensor``: of the
+        last :data:`BACKLOG_WINDOW`, so that a quiet sensor does not make it read the whole table)."""
+        query = select(EV.c.event_uuid, EV.c.eventid, EV.c.ts, EV.c.sensor, EV.c.session, EV.c.protocol, EV.c.src_ip,
+                       EV.c.dst_port, EV.c.message)
+        if sensor:
+            query = query.where(EV.c.sensor == sensor)
+            if ts is None:
+                query = query.where(EV.c.ts >= datetime.now(UTC) - BACKLOG_WINDOW)
         if ts is None:
             rows = await self._all(query.order_by(EV.c.ts.desc(), EV.c.event_uuid.desc()).limit(limit))
             rows.reverse()
             return rows
         return await self._all(query.where(EV.c.ts >= ts).order_by(EV.c.ts, EV.c.event_uuid).limit(limit))
+
+    # -- fleet --------------------------------------------------------------------
+
+    async def known_sensors(self, since: datetime) -> list[str]:
+        """Sensor names: the registered ones (``sensor_tokens``) and those with sessions since ``since``."""
+        names = {r["name"] for r in await self._all(select(TOK.c.name).order_by(TOK.c.name).limit(MAX_SENSORS))}
+        recent = select(SES.c.sensor).where(SES.c.started >= since, SES.c.sensor.is_not(None)).distinct().limit(MAX_SENSORS)
+        names.update(r["sensor"] for r in await self._all(recent))
+        return sorted(n for n in names if n)[:MAX_SENSORS]
+
+    async def fleet(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Every registered sensor and every sensor with sessions in the last 7 days, by name.
+
+        Each: ``name``, ``registered`` (has a token), ``created``, ``revoked``, ``last_seen`` (the
+        collector's, else the last session), ``events`` (received by the collector), ``sessions_today``
+        and ``sessions_week`` (started since midnight UTC and in the last 7 days), ``jobs_week``,
+        ``last_session``, ``top_class`` with ``top_class_n`` (most frequent primary class, 7 days).
+        """
+        now = now or datetime.now(UTC)
+        today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        week = now - timedelta(days=7)
+        tokens = await self._all(select(TOK.c.name, TOK.c.created, TOK.c.revoked, TOK.c.last_seen, TOK.c.events)
+                                 .order_by(TOK.c.name).limit(MAX_SENSORS))
+        n = func.count().label("n")
+        activity = await self._all(
+            select(SES.c.sensor, n, func.sum(case((SES.c.started >= today, 1), else_=0)).label("today"),
+                   func.max(SES.c.started).label("last"))
+            .where(SES.c.started >= week, SES.c.sensor.is_not(None)).group_by(SES.c.sensor).limit(MAX_SENSORS))
+        jobs = await self._all(select(JOBS.c.sensor, n).where(JOBS.c.ts >= week, JOBS.c.sensor.is_not(None))
+                               .group_by(JOBS.c.sensor).limit(MAX_SENSORS))
+        classes = await self._all(
+            select(SES.c.sensor, VD.c.primary_class, n).select_from(SES.join(VD, VD.c.session == SES.c.session))
+            .where(SES.c.started >= week, SES.c.sensor.is_not(None), VD.c.primary_class != "")
+            .group_by(SES.c.sensor, VD.c.primary_class).order_by(SES.c.sensor, n.desc(), VD.c.primary_class).limit(20 * MAX_SENSORS))
+        out: dict[str, dict[str, Any]] = {}
+
+        def entry(name: str) -> dict[str, Any]:
+            return out.setdefault(name, {"name": name, "registered": False, "created": None, "revoked": None, "last_seen": None,
+                                         "events": None, "sessions_today": 0, "sessions_week": 0, "jobs_week": 0,
+                                         "last_session": None, "top_class": "", "top_class_n": 0})
+
+        for t in tokens:
+            entry(t["name"]).update(registered=True, created=t["created"], revoked=t["revoked"], last_seen=t["last_seen"],
+                                    events=int(t["events"] or 0))
+        for a in activity:
+            entry(a["sensor"]).update(sessions_week=int(a["n"]), sessions_today=int(a["today"] or 0), last_session=a["last"])
+        for j in jobs:
+            entry(j["sensor"])["jobs_week"] = int(j["n"])
+        for c in classes:
+            e = entry(c["sensor"])
+            if not e["top_class"]:
+                e.update(top_class=c["primary_class"], top_class_n=int(c["n"]))
+        for e in out.values():
+            seen = [t for t in (e["last_seen"], e["last_session"]) if t is not None]
+            e["last_seen"] = max(seen) if seen else None
+        return [out[k] for k in sorted(out)][:MAX_SENSORS]
 
     # -- triage -------------------------------------------------------------------
 

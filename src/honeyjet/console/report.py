@@ -95,27 +95,28 @@ def bar_chart(days: list[dict[str, Any]]) -> dict[str, Any]:
             "labels": labels, "series": SERIES}
 
 
-async def collect(queries: Queries, rules: Any, data_dir: Path, since: datetime) -> dict[str, Any]:
-    """Everything a report shows, for the period from ``since`` to now."""
+async def collect(queries: Queries, rules: Any, data_dir: Path, since: datetime, *, sensor: str = "") -> dict[str, Any]:
+    """Everything a report shows, for the period from ``since`` to now (of one sensor of a fleet's store with ``sensor``)."""
     from honeyjet.console.app import rule_names
     from honeyjet.store.database import sessions_table as SES
     from honeyjet.store.database import sources_table as SRC
 
     now = datetime.now(UTC)
-    days = await queries.per_day(since)
+    days = await queries.per_day(since, sensor=sensor)
     while len(days) > TRIM_AFTER and not any(days[0][s] for s in SERIES):  # a date long ago: from the first activity on
         days.pop(0)
-    sources = await queries.top(SES.c.src_ip, since, TOP)
-    classes_of = await queries.classes_of_sources([ip for ip, _ in sources], since)
-    tallies = await queries.verdict_tallies(since)
+    sources = await queries.top(SES.c.src_ip, since, TOP, sensor=sensor)
+    classes_of = await queries.classes_of_sources([ip for ip, _ in sources], since, sensor=sensor)
+    tallies = await queries.verdict_tallies(since, sensor=sensor)
     hits = [("session", rid, n) for rid, n in tallies["rules"]]
-    hits += [("source", rid, n) for rid, n in await queries.rule_hits(SRC, since=since)]
+    hits += [("source", rid, n) for rid, n in await queries.rule_hits(SRC, since=since, sensor=sensor)]
     names = rule_names(rules, [rid for _, rid, _ in hits])
-    verdicts = await queries.source_verdicts(since=since, limit=50)
-    jobs_rows = await queries.jobs(since=since, limit=200)
+    verdicts = await queries.source_verdicts(since=since, limit=50, sensor=sensor)
+    jobs_rows = await queries.jobs(since=since, limit=200, sensor=sensor)
     jobs = await asyncio.get_running_loop().run_in_executor(None, example_jobs, data_dir, jobs_rows)
     return {
-        "since": since, "until": now, "counts": await queries.counts(since), "days": days, "chart": bar_chart(days),
+        "since": since, "until": now, "sensor": sensor, "counts": await queries.counts(since, sensor=sensor), "days": days,
+        "chart": bar_chart(days),
         "sources": [{"ip": ip, "sessions": n, "classes": classes_of.get(ip, [])} for ip, n in sources],
         "classes": tallies["classes"], "severities": [(s, tallies["severities"][s]) for s in SEVERITIES],
         "rules": [{"kind": kind, "id": rid, "name": names.get(rid, ""), "count": n} for kind, rid, n in hits],
@@ -161,9 +162,11 @@ def _dt(value: Any) -> str:
 
 def render_md(data: dict[str, Any]) -> str:
     c = data["counts"]
-    out = [f"# honeyjet report: {_dt(data['since'])} to {_dt(data['until'])} (UTC)", "",
-           f"**{c['sessions']}** sessions from **{c['sources']}** sources, **{c['jobs']}** print jobs, "
-           f"{c['events']} events.", "", "## Activity by day", ""]
+    out = [f"# honeyjet report: {_dt(data['since'])} to {_dt(data['until'])} (UTC)", ""]
+    if data.get("sensor"):
+        out += [f"Sensor: {md_text(data['sensor'])}", ""]
+    out += [f"**{c['sessions']}** sessions from **{c['sources']}** sources, **{c['jobs']}** print jobs, "
+            f"{c['events']} events.", "", "## Activity by day", ""]
     out += _md_table(["day", "sessions", "sources", "jobs"], [[d["day"], d["sessions"], d["sources"], d["jobs"]] for d in data["days"]])
     out += ["## Top sources", ""]
     out += _md_table(["source", "sessions", "classes"], [[s["ip"], s["sessions"], ", ".join(s["classes"])] for s in data["sources"]])
@@ -192,15 +195,16 @@ def render_md(data: dict[str, Any]) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-async def build_report(settings: Any, *, since: datetime, fmt: str = "html") -> str:
-    """Open the database named by ``settings`` and render the report for ``since`` to now."""
+async def build_report(settings: Any, *, since: datetime, fmt: str = "html", url: str | None = None, sensor: str = "") -> str:
+    """Open the database (``url``, else the one ``settings`` name) and render the report for ``since`` to now,
+    of every sensor or of ``sensor``."""
     from honeyjet.console.app import load_rules
     from honeyjet.store.database import Database
 
-    database = Database(settings.database_url)
+    database = Database(url or settings.database_url)
     await database.open()
     try:
-        data = await collect(Queries(database.engine), load_rules(settings), Path(settings.data_dir), since)
+        data = await collect(Queries(database.engine), load_rules(settings), Path(settings.data_dir), since, sensor=sensor)
     finally:
         await database.close()
     return render_html(data) if fmt == "html" else render_md(data)

@@ -47,6 +47,16 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 UTC = timezone.utc
 
 
+def _request_key() -> Any:
+    from aiohttp import web
+
+    maker = getattr(web, "RequestKey", None)  # aiohttp >= 3.12; a plain string before
+    return maker("sensor", str) if maker is not None else "sensor"
+
+
+SENSOR = _request_key()  # the request's authenticated sensor name
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -198,7 +208,7 @@ class Collector:
             if name is None:
                 self.counters["refused"] += 1
                 return _unauthorized()
-            request["sensor"] = name
+            request[SENSOR] = name
             return await handler(request)
 
         return auth
@@ -248,7 +258,7 @@ class Collector:
         body = await self._body(request)
         if body is None:
             return web.json_response({"error": "body too large or not gzip"}, status=413)
-        sensor = request["sensor"]
+        sensor = request[SENSOR]
         events, rejected = self._parse(body, sensor)
         try:
             async with self._write_lock:

@@ -281,6 +281,7 @@ def _migrate_v3(conn: Connection) -> None:
     old.update(_define_v2(md))
     Index("ix_sessions_sensor", old["sessions"].c.sensor).create(conn)
     Index("ix_verdicts_sensor", old["verdicts"].c.sensor).create(conn)
+    Index("ix_jobs_sensor", old["jobs"].c.sensor).create(conn)
     for table in _define_v3(md).values():
         table.create(conn, checkfirst=False)
 
@@ -289,7 +290,7 @@ def _migrate_v3(conn: Connection) -> None:
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "events, sessions, jobs, artifacts", _migrate_v1),
     (2, "verdicts, job_analyses, sources (analysis results)", _migrate_v2),
-    (3, "sensor_tokens, forward_state (fleets); sessions and verdicts by sensor", _migrate_v3),
+    (3, "sensor_tokens, forward_state (fleets); sessions, verdicts and jobs by sensor", _migrate_v3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 assert [m[0] for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))

@@ -40,7 +40,11 @@
     var body = document.getElementById("feed-rows");
     var state = document.getElementById("feed-state");
     if (!body || typeof EventSource === "undefined") { return; }
-    var source = new EventSource("/api/feed");
+    // the page's sensor filter rides along in data-feed (a same-origin path the server built)
+    var url = body.getAttribute("data-feed") || "/api/feed";
+    if (url.charAt(0) !== "/" || url.charAt(1) === "/") { url = "/api/feed"; }
+    var sensorColumn = body.hasAttribute("data-sensor-column");
+    var source = new EventSource(url);
     source.addEventListener("open", function () { state.textContent = "live"; });
     source.addEventListener("error", function () { state.textContent = "reconnecting…"; });
     source.addEventListener("hj-event", function (msg) {
@@ -48,6 +52,7 @@
       try { ev = JSON.parse(msg.data); } catch (e) { return; }
       var tr = document.createElement("tr");
       cell(tr, ev.time);
+      if (sensorColumn) { cell(tr, ev.sensor); }
       cell(tr, ev.eventid);
       var src = cell(tr, "");
       if (ev.session) {
@@ -65,8 +70,17 @@
     });
   }
 
+  // the sensor picker: choosing a sensor submits its form (the button does it without script)
+  function autoSubmit() {
+    var selects = document.querySelectorAll("select[data-autosubmit]");
+    Array.prototype.forEach.call(selects, function (sel) {
+      sel.addEventListener("change", function () { if (sel.form) { sel.form.submit(); } });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawChart();
     startFeed();
+    autoSubmit();
   });
 })();
