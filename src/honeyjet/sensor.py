@@ -387,7 +387,6 @@ class Sensor:
         if sock is None:
             return
         cs = self.settings.console
-        import ssl
 
         from aiohttp import web
 
@@ -395,10 +394,11 @@ class Sensor:
 
         tls = None
         if cs.tls_cert:
-            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            from honeyjet.tlsutil import server_context
+
             try:
-                tls.load_cert_chain(cs.tls_cert, cs.tls_key)
-            except (OSError, ssl.SSLError) as exc:
+                tls = server_context(cs.tls_cert, cs.tls_key)
+            except ValueError as exc:
                 raise StartupError(f"error: console.tls_cert/tls_key: {exc}") from None
         app = build_app(self.settings, database=self.database, data_dir=self.settings.data_dir,
                         secure_cookies=tls is not None or cs.behind_tls_proxy)

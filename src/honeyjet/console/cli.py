@@ -136,11 +136,11 @@ def cmd_console(args: argparse.Namespace) -> int:
         print("honeyjet: --tls-cert and --tls-key go together", file=sys.stderr)
         return EXIT_USAGE
     if args.tls_cert:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        from honeyjet.tlsutil import server_context
+
         try:
-            tls.load_cert_chain(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as exc:
+            tls = server_context(args.tls_cert, args.tls_key)
+        except ValueError as exc:
             print(f"honeyjet: --tls-cert/--tls-key: {exc}", file=sys.stderr)
             return EXIT_USAGE
     elif not is_loopback(args.bind):

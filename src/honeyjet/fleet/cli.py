@@ -23,11 +23,6 @@ def _settings(args: argparse.Namespace) -> Any:
     return load_settings(args.config, overrides=over)
 
 
-def central_url(settings: Any, override: str | None) -> str:
-    """The central database: --database-url, else collector.database_url, else store's."""
-    return override or settings.collector.database_url or settings.database_url
-
-
 async def _tokens(settings: Any, url: str, action: str, name: str | None) -> int:
     from honeyjet.fleet.collector import TokenBook
     from honeyjet.store.database import Database
@@ -58,11 +53,11 @@ async def _tokens(settings: Any, url: str, action: str, name: str | None) -> int
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
-    from honeyjet.console.cli import is_loopback
+    from honeyjet.console.cli import database_url, is_loopback
     from honeyjet.store.database import SchemaError
 
     settings = _settings(args)
-    url = central_url(settings, args.database_url)
+    url = database_url(settings, central=True, override=args.database_url)
     if getattr(args, "collector_command", None) == "token":
         if args.action != "list" and not args.name:
             print(f"honeyjet: collector token {args.action} NAME: the sensor's name is missing", file=sys.stderr)
