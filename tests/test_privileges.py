@@ -57,3 +57,17 @@ def test_unknown_user_is_a_one_line_error(tmp_path):
         capture_output=True, text=True, timeout=30, env=dict(os.environ, HONEYJET_SENSOR__USER="no-such-user-x"),
     )
     assert result.returncode == 2 and "sensor.user = 'no-such-user-x'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit():
+    import resource
+    import subprocess
+    import sys
+
+    code = ("import resource; from honeyjet.sensor import raise_open_files; "
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)); "
+            "got = raise_open_files(4096); print(got, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    got, soft, hard = out.stdout.split()
+    expected = hard if int(hard) != resource.RLIM_INFINITY else str(4096 + 1024)
+    assert got == soft == expected

@@ -122,6 +122,28 @@ class ArtifactBlobs:
         return self.store.read(shasum)
 
 
+def raise_open_files(sessions_total: int) -> int:
+    """Raise the soft open-file limit to the hard one (containers often start at 1024); returns it.
+
+    Each session holds one descriptor; the stores, forensics workers and outputs need some more.
+    A hard limit below that is logged, not fatal: past it, connections are refused by the kernel.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, sessions_total + 1024)
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, want, exc)
+    if soft != resource.RLIM_INFINITY and soft < sessions_total + 256:
+        log.warning("open-file limit %d is below limits.sessions_total (%d) + 256: raise it (ulimit -n, LimitNOFILE=)",
+                    soft, sessions_total)
+    return soft
+
+
 def bind_socket(host: str, port: int, transport: str) -> socket.socket:
     """A bound (and for TCP listening) non-blocking socket for ``host:port``."""
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
@@ -196,6 +218,7 @@ class Sensor:
         """
         st = self.settings
         paths = self._prepare_dirs()
+        raise_open_files(st.limits.sessions_total)
         sockets = self._bind()
         try:
             self._console_sock = self._bind_console()
