@@ -34,6 +34,19 @@ persona = "{persona}"
 # sessions_per_source = 64
 # job_bytes = 67108864
 # disk_quota = 10737418240
+
+# Alerts for high-severity verdicts (docs/outputs.md); enable at least one channel.
+# [alerts]
+# enabled = true
+# [webhook]
+# enabled = true
+# url = "https://hooks.example/honeyjet"
+
+# Forward everything to a fleet's collector (docs/fleet.md).
+# [forward]
+# enabled = true
+# url = "https://collector.example:8443"
+# token_file = "/etc/honeyjet/sensor.token"
 """
 
 
