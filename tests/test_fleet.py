@@ -362,3 +362,30 @@ async def test_forwarding_over_tls_verifies_the_collector(tmp_path):
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def test_batches_the_collector_finds_too_large_are_split(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
+    tokens = await _tokens(url, "big")
+    collector = CollectorProcess(url, tmp_path / "central")
+    collector.settings = load_settings(env={}, overrides={"sensor": {"data_dir": str(tmp_path / "central")},
+                                                          "collector": {"max_request_bytes": 65536}})
+    await collector.start()
+    try:
+        settings = _fleet_settings(tmp_path / "s", "big", collector, tokens["big"])
+        settings = settings.model_copy(update={"forward": settings.forward.model_copy(update={"interval": 2.0})})
+        async with running(settings) as s:
+            # 160 long PJL lines: ~230 KB of events (arguments are kept to 1 KiB each), over the collector's 64 KiB
+            lines = b"".join(b"@PJL COMMENT " + os.urandom(600).hex().encode() + b"\r\n" for _ in range(160))
+            await exchange(s.settings.listen_port(s.settings.pjl), b"\x1b%-12345X" + lines + b"\x1b%-12345X")
+
+            async def arrived():
+                local = set(_local_uuids(tmp_path / "s"))
+                return len(local) > 160 and local <= set((await _central_uuids(url)).get("big", []))
+
+            await _until(arrived)
+            size = (tmp_path / "s" / "log" / "honeyjet.json").stat().st_size
+            assert size > 3 * 65536, size  # the events really were larger than one request may be
+            assert s.forwarder.counters["splits"] >= 1 and s.forwarder.counters["oversize"] == 0
+    finally:
+        await collector.stop()

@@ -154,6 +154,7 @@ class Forwarder:
             except (OSError, ssl.SSLError) as exc:
                 raise ForwardError(f"forward.ca_file = {fw.ca_file!r}: {exc}") from None
         self.batch_size = fw.batch
+        self._limit = fw.batch  # halved when the collector answers 413 (too large), doubled back after each success
         self.interval = fw.interval
         self.timeout = fw.timeout
         self.retry_max = fw.retry_max
@@ -171,6 +172,8 @@ class Forwarder:
             "artifacts": 0,  # files uploaded
             "artifact_bytes": 0,
             "rejected": 0,  # lines the collector refused as malformed
+            "oversize": 0,  # single events larger than the collector accepts (skipped, kept locally)
+            "splits": 0,  # batches halved because the collector found them too large
         }
         self.connected = False
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="honeyjet-forward")
@@ -248,7 +251,8 @@ class Forwarder:
 
     async def step(self) -> bool:
         """Send one batch; True when a full batch went (more may be waiting)."""
-        rowids, lines = await self._io(self.spool.batch, self.cursor, self.batch_size)
+        limit = self._limit
+        rowids, lines = await self._io(self.spool.batch, self.cursor, limit)
         if not rowids:
             self.pending = 0
             self.lag_seconds = 0.0
@@ -274,9 +278,12 @@ class Forwarder:
             ssl=self.ssl,
             allow_redirects=False,
         ) as resp:
+            if resp.status == 413:
+                return await self._too_large(rowids)
             if resp.status != 200:
                 raise ForwardError(f"HTTP {resp.status} for {len(lines)} events")
             reply = await resp.json(content_type=None)
+        self._limit = min(self.batch_size, limit * 2)  # back up to full size after a split
         self.counters["rejected"] += int(reply.get("rejected", 0)) if isinstance(reply, dict) else 0
         self.cursor = rowids[-1]
         await self._io(self.spool.save, self.cursor)
@@ -285,7 +292,19 @@ class Forwarder:
         self.pending = max(0, newest - self.cursor)
         if not self.pending:
             self.lag_seconds = 0.0
-        return len(rowids) >= self.batch_size
+        return len(rowids) >= limit
+
+    async def _too_large(self, rowids: list[int]) -> bool:
+        """The collector refused the batch as too large: halve it; one event alone is skipped."""
+        if len(rowids) > 1:
+            self.counters["splits"] += 1
+            self._limit = max(1, len(rowids) // 2)
+            return True
+        self.counters["oversize"] += 1
+        self._note("event at rowid %d is larger than the collector accepts (collector.max_request_bytes): not forwarded", rowids[0])
+        self.cursor = rowids[0]
+        await self._io(self.spool.save, self.cursor)
+        return True
 
     async def _send_artifacts(self, events: list[dict[str, Any]]) -> None:
         if self.artifacts is None or self.artifact_bytes <= 0:
