@@ -594,3 +594,28 @@ async def test_sensor_refuses_to_start_on_bad_alert_settings(data_dir):
     st = sensor_settings(data_dir, alerts={"enabled": True}, webhook={"enabled": True, "url": "file:///etc/passwd"})
     with pytest.raises(StartupError, match=r"^error: webhook.url: must be an http\(s\) URL$"):
         await Sensor(st).start()
+
+
+def test_third_party_parsers_read_our_syslog_and_cef():
+    """Parsers nobody here wrote (syslog-rfc5424-parser, pycef) read the hostile alert back."""
+    import pycef
+    from syslog_rfc5424_parser import SyslogMessage
+
+    alert = hostile_alert()
+    msg = SyslogMessage.parse(syslog(facility=16).format_alert(alert).decode("utf-8"))
+    assert msg.hostname == "sensor_1_" and msg.appname == "honeyjet" and msg.msgid == "ALERT"
+    assert msg.severity.name == "err" and msg.facility.name == "local0"
+    assert msg.msg == alert["message"]
+    sd = msg.sd[SD_ID]
+    assert sd["src_ip"] == "203.0.113.9" and sd["severity"] == "high" and sd["rules"] == "HJ-FS-020,HJ-FS-010"
+    # a repeated SD-PARAM keeps one value in this parser's dict; it must be one of ours, unmangled
+    assert sd["attribution"] in alert["attribution"]
+
+    cef_line = syslog("cef").format_alert(alert).decode("utf-8")
+    parsed = pycef.parse(cef_line[cef_line.index("CEF:"):])
+    assert parsed is not None
+    assert parsed["DeviceVendor"] == "honeyjet" and parsed["DeviceProduct"] == "honeyjet" and parsed["Severity"] == "8"
+    # pycef names custom strings by their labels
+    assert parsed["src"] == "203.0.113.9" and parsed["rules"] == "HJ-FS-020,HJ-FS-010"
+    assert parsed["classes"] == "file_exfiltration,path_traversal" and parsed["dvchost"] == "sensor-1"
+    assert parsed["msg"] == alert["message"] and "Injected" not in parsed  # no extension key smuggled in
