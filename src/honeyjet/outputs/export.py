@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote
 
 from honeyjet.console.queries import SEVERITIES, SEVERITY_RANK, utc
 
@@ -147,6 +148,9 @@ _WALLET = re.compile(r"(?:0x)?[0-9A-Za-z]{20,110}")
 _URL_SCHEME = re.compile(r"(?:https?|ftp)://", re.IGNORECASE)
 
 
+_URI_SAFE = ":/?#[]@!$&'()*+,;=-._~%"  # reserved and unreserved characters, and existing escapes
+
+
 def _plain_text(value: str) -> str | None:
     """Forensics escape bytes outside printable ASCII (``\\xNN``): undo that, keep only clean text."""
     if "\\" in value:
@@ -174,7 +178,8 @@ def clean_indicator(kind: str, value: Any) -> str | None:
             if not _HOST.fullmatch(host):
                 return None
             url = "http://" + url  # "www.example.com/x" as printed
-        return url
+        # a URI (RFC 3986) as STIX's url object requires: other characters percent-encoded
+        return quote(url, safe=_URI_SAFE)
     if kind == "domain":
         host = value.lower().rstrip(".")
         return host if _HOST.fullmatch(host) else None
