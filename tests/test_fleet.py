@@ -389,3 +389,85 @@ async def test_batches_the_collector_finds_too_large_are_split(tmp_path):
             assert s.forwarder.counters["splits"] >= 1 and s.forwarder.counters["oversize"] == 0
     finally:
         await collector.stop()
+
+
+def _scrape(port: int) -> dict[str, float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text_ = resp.read().decode()
+    return {s.name: s.value for fam in text_string_to_metric_families(text_) for s in fam.samples if not s.labels}
+
+
+async def test_collector_and_sensor_commands_with_an_outage_seen_on_metrics(tmp_path):
+    """`honeyjet collector` and `honeyjet run` as real processes: forwarding, the backlog on
+    /metrics while the collector is down, catching up after it returns, clean SIGTERM stops."""
+    import signal
+
+    central = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
+    token = (await _tokens(central, "proc-sensor"))["proc-sensor"]
+    cport, offset = free_port(), free_offset()
+    collector_cmd = [sys.executable, "-m", "honeyjet", "collector", "--data-dir", str(tmp_path / "central"), "--database-url", central,
+                     "--port", str(cport)]
+    env = {**os.environ, "HONEYJET_SENSOR__NAME": "proc-sensor", "HONEYJET_SENSOR__USER": "", "HONEYJET_FORWARD__ENABLED": "true",
+           "HONEYJET_FORWARD__URL": f"http://127.0.0.1:{cport}", "HONEYJET_FORWARD__TOKEN": token, "HONEYJET_FORWARD__INTERVAL": "0.2",
+           "HONEYJET_FORWARD__RETRY_MAX": "0.5", "HONEYJET_METRICS__ENABLED": "true", "HONEYJET_ANALYSIS__RENDER_TIMEOUT": "3"}
+    sensor_cmd = [sys.executable, "-m", "honeyjet", "run", "--data-dir", str(tmp_path / "sensor"), "--bind", "127.0.0.1",
+                  "--port-offset", str(offset)]
+    pjl, mport = 9100 + offset, 9464 + offset
+
+    async def start(cmd, **kw):
+        return await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+    async def listening(port: int):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        w.close()
+        return True
+
+    async def stop(proc) -> bytes:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        return err
+
+    collector = await start(collector_cmd)
+    sensor = await start(sensor_cmd, env=env)
+    try:
+        await _until(lambda: listening(cport))
+        await _until(lambda: listening(pjl))
+        reply = await exchange(pjl, b"\x1b%-12345X@PJL INFO ID\r\n\x1b%-12345X", until=b"\x0c")
+        assert b"LaserJet" in reply
+
+        async def caught_up():
+            local = set(_local_uuids(tmp_path / "sensor"))
+            return len(local) >= 3 and local <= set((await _central_uuids(central)).get("proc-sensor", []))
+
+        await _until(caught_up)
+        await stop(collector)
+        for _ in range(3):
+            await exchange(pjl, b"@PJL INFO STATUS\r\n", until=b"\x0c")
+
+        async def backlog():
+            m = await asyncio.to_thread(_scrape, mport)
+            return m.get("honeyjet_forward_pending_events", 0) > 0 and m.get("honeyjet_forward_connected", 1) == 0
+
+        await _until(backlog)
+        collector = await start(collector_cmd)
+        await _until(caught_up)
+
+        async def drained():
+            m = await asyncio.to_thread(_scrape, mport)
+            return m.get("honeyjet_forward_pending_events", 1) == 0 and m.get("honeyjet_forward_lag_seconds", 1) == 0
+
+        await _until(drained)
+    finally:
+        for proc in (sensor, collector):
+            if proc.returncode is None:
+                await stop(proc)
+    central_uuids = (await _central_uuids(central))["proc-sensor"]
+    assert sorted(central_uuids) == sorted(_local_uuids(tmp_path / "sensor"))  # the stop event too
