@@ -471,3 +471,49 @@ async def test_collector_and_sensor_commands_with_an_outage_seen_on_metrics(tmp_
                 await stop(proc)
     central_uuids = (await _central_uuids(central))["proc-sensor"]
     assert sorted(central_uuids) == sorted(_local_uuids(tmp_path / "sensor"))  # the stop event too
+
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+_FIELDS = ["session", "src_ip", "src_port", "dst_port", "protocol", "shasum", "size", "classes", "severity", "rules", "simhash",
+           "campaign", "previews", "indicators", "duration_ms", "bytes_in", "reason", "jobs", "sessions", "attribution", "first_seen"]
+_IDS = ["honeyjet.session.connect", "honeyjet.session.closed", "honeyjet.job.captured", "honeyjet.job.analyzed",
+        "honeyjet.verdict.session", "honeyjet.verdict.source", "honeyjet.file.stored", "honeyjet.nonsense"]
+
+
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(_IDS), st.dictionaries(st.sampled_from(_FIELDS), _JSONISH, max_size=8),
+                          st.sampled_from(["2026-11-27T10:00:00.000000Z", "garbage", "9999-99-99T99:99:99Z", ""])),
+                min_size=1, max_size=12),
+       st.binary(max_size=200))
+def test_collector_stores_whatever_a_compromised_sensor_sends_without_failing(central_url, tmp_path, events, noise):
+    """Any field values behind a valid event envelope, and any junk lines: the batch is stored or
+    rejected line by line, never a failed request (which would make the sensor retry forever).
+    On SQLite and (in CI) PostgreSQL, which refuses NUL characters and out-of-range integers."""
+    settings = load_settings(env={}, overrides={"sensor": {"data_dir": str(tmp_path)}})
+    prefix = uuid.uuid4().hex[:16]
+
+    async def go():
+        db = Database(central_url)
+        await db.open()
+        try:
+            from honeyjet.fleet.collector import Collector
+
+            collector = Collector(settings, db, data_dir=tmp_path)
+            lines = [orjson.dumps({**fields, "eventid": eid, "event_uuid": f"{prefix}{i:016x}", "timestamp": ts})
+                     for i, (eid, fields, ts) in enumerate(events)]
+            parsed, rejected = collector._parse(b"\n".join(lines + [noise.replace(b"\n", b" ")]), "fuzz-sensor")
+            stored = await db.write_events(parsed)
+            assert stored == len(parsed) and all(ev["sensor"] == "fuzz-sensor" for ev in parsed)
+            async with db.engine.connect() as conn:
+                n = (await conn.execute(text("SELECT count(*) FROM events WHERE event_uuid LIKE :p"), {"p": prefix + "%"})).scalar()
+            assert n == len({ev["event_uuid"] for ev in parsed})
+        finally:
+            await db.close()
+
+    asyncio.run(go())
