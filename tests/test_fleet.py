@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -472,8 +473,6 @@ async def test_collector_and_sensor_commands_with_an_outage_seen_on_metrics(tmp_
     central_uuids = (await _central_uuids(central))["proc-sensor"]
     assert sorted(central_uuids) == sorted(_local_uuids(tmp_path / "sensor"))  # the stop event too
 
-
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
 
 _JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=40),
