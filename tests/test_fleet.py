@@ -218,7 +218,7 @@ async def test_two_sensors_forward_every_event_exactly_once_across_a_collector_o
         local = _local_uuids(d)
         assert sorted(central[name]) == sorted(local), name
         assert len(central[name]) == len(set(central[name]))
-    assert set(central) == {"sensor-a", "sensor-b"}
+    assert set(central) == {"sensor-a", "sensor-b", "fleet"}  # "fleet": the collector's fleet verdict
     db = Database(central_url)
     await db.open()
     async with db.engine.connect() as conn:
@@ -226,6 +226,17 @@ async def test_two_sensors_forward_every_event_exactly_once_across_a_collector_o
         sessions = {r[0] for r in await conn.execute(text("SELECT DISTINCT sensor FROM sessions"))}
     await db.close()
     assert judged == sessions == {"sensor-a", "sensor-b"}
+    # one fleet verdict: 127.0.0.1 was seen by both sensors
+    db = Database(central_url)
+    await db.open()
+    async with db.engine.connect() as conn:
+        rows = [orjson.loads(r[0]) if isinstance(r[0], (str, bytes)) else r[0] for r in await conn.execute(
+            text("SELECT data FROM events WHERE eventid = 'honeyjet.verdict.source' AND sensor = 'fleet'"))]
+    fleet_rows = await db.source_rows("127.0.0.1")
+    await db.close()
+    assert len(rows) == 1 and rows[0]["sensors"] == ["sensor-a", "sensor-b"] and rows[0]["rules"] == ["HJ-FLEET-001"]
+    assert rows[0]["src_ip"] == "127.0.0.1" and rows[0]["severity"] in ("medium", "high", "critical")
+    assert any(r["sensor"] == "fleet" and r["rules"] == ["HJ-FLEET-001"] for r in fleet_rows)
 
 
 async def _central_campaigns(url: str, n: int) -> dict[str, str] | None:
@@ -516,3 +527,88 @@ def test_collector_stores_whatever_a_compromised_sensor_sends_without_failing(ce
             await db.close()
 
     asyncio.run(go())
+
+
+def test_fleet_sources_judge_once_per_window_when_enough_sensors_saw_a_source():
+    from honeyjet.fleet.collector import FleetSources
+
+    now = [1_000_000.0]
+    fleet = FleetSources(sensors=3, window=100.0, max_sources=100, clock=lambda: now[0])
+
+    def verdict(sensor: str, src: str = "203.0.113.5", severity: str = "low", **kw):
+        return {"eventid": "honeyjet.verdict.session", "sensor": sensor, "src_ip": src, "severity": severity,
+                "classes": ["pjl_info_enumeration"], **kw}
+
+    assert fleet.observe(verdict("a")) is None
+    assert fleet.observe(verdict("a")) is None  # the same sensor again
+    assert fleet.observe(verdict("b", rerun=True)) is None  # re-judged history does not count
+    assert fleet.observe(verdict("b", src="not-an-ip")) is None
+    assert fleet.observe({"eventid": "honeyjet.session.connect", "sensor": "c", "src_ip": "203.0.113.5"}) is None
+    assert fleet.observe(verdict("b", severity="high")) is None
+    got = fleet.observe(verdict("c"))
+    assert got is not None and got["sensors"] == ["a", "b", "c"] and got["severity"] == "high" and got["sessions"] == 4
+    assert got["sensor"] == "fleet" and got["classes"] == ["pjl_info_enumeration"] and len(got["event_uuid"]) == 32
+    assert fleet.observe(verdict("d")) is None  # once per window
+    now[0] += 101  # a, b, c (and d) are now older than the window
+    assert fleet.observe(verdict("a")) is None and fleet.observe(verdict("b")) is None
+    again = fleet.observe(verdict("c"))
+    assert again is not None and again["severity"] == "medium"  # at least medium: one actor across networks
+    small = FleetSources(sensors=2, window=100.0, max_sources=100, clock=lambda: now[0])
+    for i in range(300):
+        small.observe(verdict("a", src=f"198.51.100.{i % 256}" if i < 256 else f"2001:db8::{i:x}"))
+    assert len(small._sources) == 100  # bounded
+
+
+async def test_the_collector_alerts_on_fleet_verdicts(tmp_path):
+    from aiohttp import web
+
+    got: list[dict] = []
+
+    async def hook(request):
+        got.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    hport = free_port()
+    await web.TCPSite(runner, "127.0.0.1", hport).start()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
+    tokens = await _tokens(url, "east", "west")
+    collector = CollectorProcess(url, tmp_path / "central")
+    collector.settings = load_settings(env={}, overrides={
+        "sensor": {"data_dir": str(tmp_path / "central"), "name": "central"},
+        "alerts": {"enabled": True, "min_severity": "medium"},
+        "webhook": {"enabled": True, "url": f"http://127.0.0.1:{hport}/hook"}})
+    await collector.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for i, name in enumerate(["east", "west", "east"]):
+                ev = {"eventid": "honeyjet.verdict.session", "event_uuid": f"{i:032x}", "timestamp": "2026-11-27T10:00:00.000000Z",
+                      "session": f"{i:016x}", "protocol": "pjl", "src_ip": "192.0.2.77", "src_port": 5000, "dst_ip": "192.0.2.1",
+                      "dst_port": 9100, "message": "v", "classes": ["pjl_info_enumeration"], "severity": "low", "rules": ["HJ-PJL-001"],
+                      "rule_names": ["x"], "service": "pjl", "attribution": []}
+                async with http.post(f"{collector.base}/api/v1/events", data=orjson.dumps(ev),
+                                     headers={"Authorization": f"Bearer {tokens[name]}"}) as resp:
+                    assert resp.status == 200
+
+        async def alerted():
+            return len(got) >= 1
+
+        await _until(alerted, timeout=10)
+        await asyncio.sleep(0.3)
+        assert len(got) == 1  # the third verdict (east again) is within the window: no second fleet verdict
+        alert = got[0]
+        assert alert["kind"] == "source" and alert["src_ip"] == "192.0.2.77" and alert["sensor"] == "fleet"
+        assert alert["rules"] == ["HJ-FLEET-001"] and alert["severity"] == "medium"
+    finally:
+        await collector.stop()
+        await runner.cleanup()
+
+
+def test_the_fleet_name_is_reserved(tmp_path):
+    cmd = [sys.executable, "-m", "honeyjet", "collector", "--data-dir", str(tmp_path), "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+           "token", "add", "fleet"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "reserved" in out.stderr

@@ -124,6 +124,10 @@ class CollectorSettings(_Section):
     database_url: str = ""  # the central PostgreSQL; empty = store.database_url
     max_request_bytes: int = Field(default=64 * 2**20, ge=2**16)
     max_artifact_bytes: int = Field(default=64 * 2**20, ge=0)
+    # a fleet verdict (HJ-FLEET-001) when one source is seen by this many sensors within fleet_window
+    fleet_sensors: int = Field(default=2, ge=2, le=10000)
+    fleet_window: float = Field(default=86400.0, gt=0)
+    fleet_max_sources: int = Field(default=100000, ge=100)
 
 
 _SEVERITIES = ("info", "low", "medium", "high", "critical")

@@ -318,6 +318,7 @@ CATALOGUE: dict[str, EventSpec] = {
             campaigns="Campaign ids of its jobs.",
             attribution="Who is behind it as the jobs say: PJL/IPP/LPD users and hosts, HTTP User-Agent/Origin/Referer (escaped, bounded).",
             rerun="True when `honeyjet analyze` produced it from stored events.",
+            sensors="Fleet verdicts only (written by the collector, `sensor` = `fleet`): the sensors that saw the source in the window.",
         ),
         _spec(
             "honeyjet.file.stored",

@@ -111,6 +111,9 @@ def cmd_collector(args: argparse.Namespace) -> int:
     except SchemaError as exc:
         print(f"honeyjet: database {url.split('@')[-1]}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ValueError as exc:  # e.g. [alerts] settings that cannot work
+        print(f"honeyjet: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

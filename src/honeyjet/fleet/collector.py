@@ -13,6 +13,11 @@ matched against every sensor's jobs (the same :class:`CampaignIndex` the sensors
 so near-identical spam seen by different sensors lands in one campaign. The central
 row carries the central id; the sensor keeps its own in its local log.
 
+Fleet verdicts: a source seen by ``collector.fleet_sensors`` sensors within
+``collector.fleet_window`` is judged once more, fleet-wide (:class:`FleetSources`), stored as
+a ``honeyjet.verdict.source`` of the reserved sensor ``fleet`` and, when the collector's own
+configuration enables ``[alerts]``, alerted through the same channels a sensor uses.
+
 Bounds: request body (``collector.max_request_bytes``, counted after gunzip), lines per
 request, artifact size, one writer transaction per request.
 """
@@ -21,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import re
 import secrets
 import ssl
 import time
+import uuid
+from collections import Counter, OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,6 +86,8 @@ class TokenBook:
         """A new token for ``name`` (returned once; only its hash is kept). A revoked name is re-issued."""
         if not valid_sensor_name(name):
             raise ValueError(f"sensor name {name!r}: letters, digits, '.', '_' or '-' (at most 128)")
+        if name == FLEET_SENSOR:
+            raise ValueError(f"sensor name {name!r} is reserved for the collector's fleet verdicts")
         token = "hjt_" + secrets.token_urlsafe(32)
         T = sensor_tokens_table
         async with self.db.engine.begin() as conn:
@@ -151,6 +161,137 @@ class CentralCampaigns:
         return self.index.assign(value, shasum, source if isinstance(source, str) else "")
 
 
+FLEET_SENSOR = "fleet"  # the sensor name of fleet verdicts (no token may carry it)
+FLEET_RULE = ("HJ-FLEET-001", "Seen by several sensors of the fleet")
+_SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def _address(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _epoch(ts: datetime) -> float:
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+
+
+class FleetSources:
+    """Which sensors saw each source recently; a fleet verdict when enough of them did.
+
+    Fed every ``honeyjet.verdict.session`` the collector stores. A source seen by
+    ``collector.fleet_sensors`` sensors within ``collector.fleet_window`` seconds gets one
+    ``honeyjet.verdict.source`` (sensor ``fleet``, rule HJ-FLEET-001) per window: severity
+    the worst of its session verdicts there, at least ``medium`` (one actor working across
+    several of your networks). Bounded: the least recently seen sources are forgotten.
+    """
+
+    def __init__(self, *, sensors: int, window: float, max_sources: int, clock: Any = time.time) -> None:
+        self.threshold = sensors
+        self.window = window
+        self.max_sources = max_sources
+        self.clock = clock
+        # src_ip -> {"sensors": {name: last seen}, "first": t, "sessions": n, "rank": r, "classes": Counter, "fired": t}
+        self._sources: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._uuid_prefix = uuid.uuid4().hex[:16]
+        self._uuid_next = 0
+        self.emitted = 0
+
+    def observe(self, ev: dict[str, Any]) -> dict[str, Any] | None:
+        """Take one stored event; the fleet verdict it completes, if any."""
+        if ev.get("eventid") != "honeyjet.verdict.session" or ev.get("rerun"):
+            return None
+        src = _address(ev.get("src_ip"))
+        if src is None:
+            return None
+        classes = ev.get("classes")
+        primary = classes[0] if isinstance(classes, list) and classes and isinstance(classes[0], str) else ""
+        now = self.clock()
+        entry = self._record(src, str(ev.get("sensor")), now, ev.get("severity"), primary)
+        fired = entry["fired"]
+        if len(entry["sensors"]) < self.threshold or (fired is not None and now - fired < self.window):
+            return None
+        entry["fired"] = now
+        return self._verdict(src, entry, now)
+
+    def _record(self, src: str, sensor: str, now: float, severity: Any, primary: str) -> dict[str, Any]:
+        entry = self._sources.get(src)
+        if entry is None:
+            entry = {"sensors": {}, "first": now, "sessions": 0, "rank": 0, "classes": Counter(), "fired": None}
+            self._sources[src] = entry
+            while len(self._sources) > self.max_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(src)
+        sensors = entry["sensors"]
+        for name, seen in list(sensors.items()):
+            if now - seen > self.window:
+                del sensors[name]
+        if not sensors:
+            entry.update(first=now, sessions=0, rank=0, classes=Counter())
+        sensors[sensor] = max(now, sensors.get(sensor, now))
+        entry["sessions"] += 1
+        entry["rank"] = max(entry["rank"], _SEVERITIES.index(severity) if severity in _SEVERITIES else 0)
+        if primary and len(entry["classes"]) < 64:
+            entry["classes"][primary[:64]] += 1
+        return entry
+
+    async def load(self, db: Database) -> None:
+        """Seed from the central store (a restarted collector neither forgets nor repeats):
+        the session verdicts of the last window, and the fleet verdicts already given."""
+        from datetime import timedelta
+
+        from honeyjet.store.database import sources_table, verdicts_table
+
+        V, S = verdicts_table, sources_table
+        since = datetime.now(UTC) - timedelta(seconds=self.window)
+        async with db.engine.connect() as conn:
+            seen = await conn.execute(
+                select(V.c.src_ip, V.c.sensor, V.c.ts, V.c.severity, V.c.primary_class)
+                .where(V.c.ts >= since, V.c.sensor != FLEET_SENSOR).order_by(V.c.ts).limit(self.max_sources * 4))
+            for src_ip, sensor, ts, severity, primary in seen:
+                src = _address(src_ip)
+                if src is not None and ts is not None:
+                    self._record(src, str(sensor), _epoch(ts), severity, primary or "")
+            fired = await conn.execute(select(S.c.src_ip, S.c.ts).where(S.c.sensor == FLEET_SENSOR, S.c.ts >= since))
+            for src_ip, ts in fired:
+                entry = self._sources.get(str(src_ip))
+                if entry is not None and ts is not None:
+                    entry["fired"] = _epoch(ts)
+
+    def _verdict(self, src: str, entry: dict[str, Any], now: float) -> dict[str, Any]:
+        from honeyjet.events import rfc3339
+
+        self._uuid_next += 1
+        self.emitted += 1
+        names = sorted(entry["sensors"])[:256]
+        severity = _SEVERITIES[max(entry["rank"], 2)]
+        classes = [c for c, _ in entry["classes"].most_common(16)] or ["unclassified"]
+        return {
+            "eventid": "honeyjet.verdict.source",
+            "event_uuid": f"{self._uuid_prefix}{self._uuid_next:016x}",
+            "timestamp": rfc3339(now),
+            "sensor": FLEET_SENSOR,
+            "session": "",
+            "protocol": "fleet",
+            "src_ip": src,
+            "src_port": 0,
+            "dst_ip": "",
+            "dst_port": 0,
+            "message": f"{src} seen by {len(names)} sensors: {', '.join(names[:8])}",
+            "classes": classes,
+            "severity": severity,
+            "rules": [FLEET_RULE[0]],
+            "rule_names": [FLEET_RULE[1]],
+            "new_rules": [FLEET_RULE[0]],
+            "sessions": entry["sessions"],
+            "services": [],
+            "first_seen": rfc3339(entry["first"]),
+            "sensors": names,
+        }
+
+
 def _unauthorized() -> Any:
     from aiohttp import web
 
@@ -170,11 +311,24 @@ class Collector:
         self.artifacts = ArtifactStore(data_dir / "artifacts", max_object_bytes=cs.max_artifact_bytes,
                                        quota_bytes=settings.limits.disk_quota, fsync=settings.store.fsync)
         self.campaigns = CentralCampaigns(settings.analysis.campaign_distance)
+        self.fleet = FleetSources(sensors=cs.fleet_sensors, window=cs.fleet_window, max_sources=cs.fleet_max_sources)
+        self.alerts: list[Any] = []  # alert sinks ([alerts] in the collector's configuration) for fleet verdicts
         self.counters: dict[str, int] = {"requests": 0, "events": 0, "stored": 0, "rejected": 0, "refused": 0, "artifacts": 0}
         self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
         await self.campaigns.load(self.db)
+        await self.fleet.load(self.db)
+        if self.settings.alerts.enabled:
+            from honeyjet.outputs.alerts import build_alerts
+
+            self.alerts = [sink for sink in build_alerts(self.settings, None) if hasattr(sink, "policy")]
+            for sink in self.alerts:
+                await sink.start()
+
+    async def close(self) -> None:
+        for sink in self.alerts:
+            await sink.stop()
 
     def app(self) -> Any:
         from aiohttp import web
@@ -260,6 +414,8 @@ class Collector:
             return web.json_response({"error": "body too large or not gzip"}, status=413)
         sensor = request[SENSOR]
         events, rejected = self._parse(body, sensor)
+        verdicts = [v for v in map(self.fleet.observe, events) if v is not None]
+        events.extend(verdicts)
         try:
             async with self._write_lock:
                 stored = await self.db.write_events(events) if events else 0
@@ -267,6 +423,9 @@ class Collector:
         except Exception as exc:  # the sensor keeps the batch and retries
             log.error("collector: cannot store %d events from %s: %s", len(events), sensor, exc)
             return web.json_response({"error": "store unavailable"}, status=503)
+        for verdict in verdicts:  # stored: now tell people
+            for sink in self.alerts:
+                sink.write(verdict)
         self.counters["events"] += len(events)
         self.counters["stored"] += stored
         self.counters["rejected"] += rejected
@@ -329,6 +488,7 @@ async def serve(settings: Any, *, database_url: str, data_dir: Path, bind: str, 
     db = Database(database_url)
     await db.open()
     runner = None
+    collector: Collector | None = None
     try:
         collector = Collector(settings, db, data_dir=data_dir)
         await collector.open()
@@ -347,4 +507,6 @@ async def serve(settings: Any, *, database_url: str, data_dir: Path, bind: str, 
     finally:
         if runner is not None:
             await runner.cleanup()
+        if collector is not None:
+            await collector.close()
         await db.close()
