@@ -284,7 +284,9 @@ class Forwarder:
                 raise ForwardError(f"HTTP {resp.status} for {len(lines)} events")
             reply = await resp.json(content_type=None)
         self._limit = min(self.batch_size, limit * 2)  # back up to full size after a split
-        self.counters["rejected"] += int(reply.get("rejected", 0)) if isinstance(reply, dict) else 0
+        rejected = reply.get("rejected") if isinstance(reply, dict) else None
+        if isinstance(rejected, int) and rejected > 0:
+            self.counters["rejected"] += rejected
         self.cursor = rowids[-1]
         await self._io(self.spool.save, self.cursor)
         self.counters["events"] += len(lines)
