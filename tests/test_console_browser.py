@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from playwright import sync_api
 
+from helpers import require
 from honeyjet.console.app import build_app
 from honeyjet.store.database import Database
 from test_console_data import OTHER_SESSION, PASSWORD, USER, console_settings
@@ -26,11 +28,12 @@ from test_console_data import OTHER_SESSION, PASSWORD, USER, console_settings
 pytest_plugins = ["test_console_data"]
 
 CHROMIUM = os.environ.get("HONEYJET_TEST_CHROMIUM", "/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.realclient,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.realclient]
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    require(Path(CHROMIUM).exists(), f"{CHROMIUM} missing (apt-get install chromium)")
 
 
 class ConsoleThread:

@@ -545,9 +545,11 @@ def test_central_console_in_chromium(fleet: Fleet) -> None:
 
     from test_console_browser import CHROMIUM, ConsoleThread, wait_true
 
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not _Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing")
+    from playwright import sync_api
+
+    from helpers import require
+
+    require(_Path(CHROMIUM).exists(), f"{CHROMIUM} missing (apt-get install chromium)")
     problems: list[str] = []
     with ConsoleThread(fleet.data_dir, url=fleet.url, central=True) as console, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])

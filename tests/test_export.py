@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from helpers import require
 from conftest import exchange, running, sensor_settings
 from honeyjet.cli import main
 from honeyjet.store.database import Database
@@ -353,13 +354,12 @@ def test_blocklist_nftables(populated, capsys, tmp_path):
     body = [x for x in out.splitlines() if not x.startswith("#")]
     assert all(re.fullmatch(r"[\w\t {}:.,\-]*", x) for x in body)  # nothing but addresses and nft syntax
     nft = shutil.which("nft")
-    if nft is None:
-        pytest.skip("nft (nftables) not installed: syntax not checked")
+    require(nft, "nft (nftables) not installed: syntax not checked")
     path = tmp_path / "blocklist.nft"
     path.write_text(out)
     probe = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
-    if probe.returncode != 0 and ("Operation not permitted" in probe.stderr or "Permission denied" in probe.stderr):
-        pytest.skip("nft -c needs CAP_NET_ADMIN here")
+    require(probe.returncode == 0 or not ("Operation not permitted" in probe.stderr or "Permission denied" in probe.stderr),
+            "nft -c needs CAP_NET_ADMIN here")
     assert probe.returncode == 0, probe.stderr
 
 
@@ -417,8 +417,8 @@ async def _pg_cleanup(url: str, events: list[dict[str, Any]]) -> None:
         await db.close()
 
 
-@pytest.mark.skipif(not PG_URL, reason="HONEYJET_TEST_POSTGRES_URL not set")
 async def test_postgresql_store_exports_as_sqlite(tmp_path, capsys):
+    require(PG_URL, "HONEYJET_TEST_POSTGRES_URL not set")
     events = synthetic(PG_BASE)
     sqlite_path = tmp_path / "honeyjet.db"
     for url in (PG_URL, f"sqlite+aiosqlite:///{sqlite_path}"):

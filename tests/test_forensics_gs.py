@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers import require
 from honeyjet.analysis.forensics import ForensicsPool, Limits, analyze_bytes, analyze_file
 from honeyjet.analysis.forensics import ghostscript
 
-pytestmark = [
-    pytest.mark.realclient,
-    pytest.mark.skipif(not Path("/usr/bin/gs").exists(), reason="Ghostscript not installed"),
-]
+pytestmark = [pytest.mark.realclient]
+
+
+@pytest.fixture(autouse=True)
+def _ghostscript() -> None:
+    require(Path("/usr/bin/gs").exists(), "Ghostscript not installed (apt-get install ghostscript)")
 
 DATA = Path(__file__).parent / "data"
 FORENSICS = DATA / "forensics"

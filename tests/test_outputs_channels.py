@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
+from helpers import require
 from conftest import exchange, free_port, running, sensor_settings
 from test_outputs_alerts import parse_5424, parse_cef, verdict
 
@@ -436,8 +437,7 @@ async def test_webhook_digest_end_to_end():
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+    require(shutil.which("openssl"), "openssl is not installed")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import require
 from conftest import free_offset, running, sensor_settings
 from honeyjet.cli import build_parser
 from honeyjet.config import packaged_defaults
@@ -381,8 +382,7 @@ def test_compose_profiles_console_and_fleet():
 
 def test_docker_compose_config_accepts_the_file():
     tool = shutil.which("docker-compose")
-    if tool is None:
-        pytest.skip("docker-compose is not installed")
+    require(tool, "docker-compose is not installed")
     done = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "--profile", "fleet", "--profile", "console", "config", "-q"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "HONEYJET_DB_PASSWORD": "x"})
     assert done.returncode == 0, done.stderr
@@ -518,8 +518,7 @@ def test_bubblewrap_dropin_relaxes_only_what_bubblewrap_needs():
 
 def test_units_pass_systemd_analyze_verify(tmp_path: Path):
     tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze is not installed")
+    require(tool, "systemd-analyze is not installed (package systemd)")
     honeyjet = Path(sys.executable).with_name("honeyjet")
     sensor = (ROOT / "packaging/systemd/honeyjet.service").read_text()
     dropin = (ROOT / "packaging/systemd/bubblewrap.conf").read_text().replace("[Service]\n", "")
@@ -555,11 +554,9 @@ def test_nftables_redirects_every_printer_port_by_the_documented_offset():
 
 def test_nftables_file_parses():
     nft = shutil.which("nft")
-    if nft is None:
-        pytest.skip("nft is not installed")
+    require(nft, "nft is not installed")
     done = subprocess.run([nft, "-c", "-f", str(NFT)], capture_output=True, text=True, timeout=30)
-    if done.returncode != 0 and "Operation not permitted" in done.stderr:
-        pytest.skip("nft -c needs CAP_NET_ADMIN")
+    require(done.returncode == 0 or "Operation not permitted" not in done.stderr, "nft -c needs CAP_NET_ADMIN")
     assert done.returncode == 0, done.stderr
 
 

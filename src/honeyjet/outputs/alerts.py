@@ -289,6 +289,10 @@ class AlertSink:
         """Alerts waiting for the next digest (0 without digests)."""
         return self.digest.count if self.digest is not None else 0
 
+    def write_line(self, event: dict[str, Any], line: bytes | None) -> None:
+        """The bus's own event (read, never changed or kept): no per-event copy on the hot path."""
+        self.write(event)
+
     def write(self, event: dict[str, Any]) -> None:
         if event.get("eventid") not in self.policy.verdict_ids:
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 import math
 import time
 from typing import Any
@@ -20,7 +21,7 @@ from honeyjet.aioutil import cancel_and_wait
 log = logging.getLogger(__name__)
 
 
-class QueuedOutput:
+class QueuedOutput(ABC):
     """Base of an output: bounded queue, one delivery task, timeout, counters."""
 
     name = "output"
@@ -38,9 +39,9 @@ class QueuedOutput:
 
     # -- subclass API ---------------------------------------------------------------
 
+    @abstractmethod
     async def deliver(self, item: Any) -> None:
         """Send one item (raise to count a failure)."""
-        raise NotImplementedError
 
     async def opened(self) -> None:
         """Called once in start(), before the worker runs (bind, connect …)."""

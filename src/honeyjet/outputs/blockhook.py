@@ -76,6 +76,10 @@ class BlockHook(QueuedOutput):
 
     # -- the sink ---------------------------------------------------------------------------
 
+    def write_line(self, event: dict[str, Any], line: bytes | None) -> None:
+        """The bus's own event (read, never changed or kept): no per-event copy on the hot path."""
+        self.write(event)
+
     def write(self, event: dict[str, Any]) -> None:
         kind = VERDICTS.get(event.get("eventid", ""))
         if kind is None or event.get("rerun"):

@@ -146,6 +146,10 @@ class MetricsSink:
 
     # -- counting (the hot path) --------------------------------------------------------
 
+    def write_line(self, event: dict[str, Any], line: bytes | None) -> None:
+        """The bus's own event (read, never changed or kept): no per-event copy on the hot path."""
+        self.write(event)
+
     def write(self, event: dict[str, Any]) -> None:
         eid = event.get("eventid")
         try:
