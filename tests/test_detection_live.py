@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import running, sensor_settings
+from conftest import free_offset, running, sensor_settings
 from helpers import CORPUS
 from honeyjet.analysis.evaluate import evaluate
 from honeyjet.events import MemorySink
@@ -135,7 +135,7 @@ def test_bad_rules_directory_is_one_line(tmp_path: Path) -> None:
     rules.mkdir()
     (rules / "mine.toml").write_text('[[rule]]\nid = "X"\nname = "x"\nclass = "fs_enumeration"\ndescription = "d"\n'
                                      'all = [{ f = "no_such_feature", eq = 1 }]\n')
-    r = _cli("run", "--data-dir", str(tmp_path / "d"), "--port-offset", "31000", "--bind", "127.0.0.1",
+    r = _cli("run", "--data-dir", str(tmp_path / "d"), "--port-offset", str(free_offset()), "--bind", "127.0.0.1",
              env={"HONEYJET_ANALYSIS__RULES_DIR": str(rules)})
     assert r.returncode == 2
     assert "Traceback" not in r.stderr

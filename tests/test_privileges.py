@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_offset
 from test_realclients import ID_PROBE, SensorProcess
 
 pytestmark = [
@@ -53,7 +54,7 @@ def test_unknown_user_is_a_one_line_error(tmp_path):
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "honeyjet", "run", "--data-dir", str(tmp_path), "--bind", "127.0.0.1", "--port-offset", "17000"],
+        [sys.executable, "-m", "honeyjet", "run", "--data-dir", str(tmp_path), "--bind", "127.0.0.1", "--port-offset", str(free_offset())],
         capture_output=True, text=True, timeout=30, env=dict(os.environ, HONEYJET_SENSOR__USER="no-such-user-x"),
     )
     assert result.returncode == 2 and "sensor.user = 'no-such-user-x'" in result.stderr and "Traceback" not in result.stderr
